@@ -1,0 +1,37 @@
+"""nbgrader course configuration. The course root is this folder.
+
+- source (``solutions/``): the instructor's notebooks with solutions and hidden tests;
+- release (``assignments/``): the student versions, made by ``nbgrader generate_assignment``;
+- submitted/, autograded/, feedback/ and gradebook.db are grading work folders, ignored by git.
+
+``python -m utils.grading`` (see the README) drives nbgrader with this configuration.
+"""
+
+import os
+
+c = get_config()  # noqa: F821  (provided by traitlets when nbgrader loads this file)
+
+c.CourseDirectory.course_id = "sequence-models"
+c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
+c.CourseDirectory.source_directory = "solutions"
+c.CourseDirectory.release_directory = "assignments"
+c.CourseDirectory.submitted_directory = "submitted"
+c.CourseDirectory.autograded_directory = "autograded"
+c.CourseDirectory.feedback_directory = "feedback"
+# Only notebooks travel into a release: no side files that could carry solutions or hidden tests.
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "*.py", "*.db"]
+
+# Student versions: a blank is fenced by these lines and replaced by a stub that raises.
+c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
+
+# Untrusted, messy submissions.
+c.Execute.timeout = 60  # seconds per cell; a cell that loops forever scores 0 and grading goes on
+c.Execute.interrupt_on_timeout = True
+c.Execute.allow_errors = True
+c.Execute.raise_on_iopub_timeout = False
+c.IgnorePattern.enabled = True  # warnings on stderr must not zero a passing test cell
+c.IgnorePattern.pattern = r"Warning|warnings\.warn"
+c.OverwriteCells.add_missing_cells = True  # deleted test cells come back from the source
+c.ExecutePreprocessor.timeout = 60
+c.ClearMetadataPreprocessor.enabled = False

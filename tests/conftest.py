@@ -1,0 +1,9 @@
+import pathlib
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+# Fixtures include deliberately broken notebooks: never execute them with nbval.
+collect_ignore = ["fixtures"]
