@@ -28,10 +28,16 @@ c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 # Untrusted, messy submissions.
 c.Execute.timeout = 60  # seconds per cell; a cell that loops forever scores 0 and grading goes on
 c.Execute.interrupt_on_timeout = True
-c.Execute.allow_errors = True
 c.Execute.raise_on_iopub_timeout = False
 c.IgnorePattern.enabled = True  # warnings on stderr must not zero a passing test cell
 c.IgnorePattern.pattern = r"Warning|warnings\.warn"
 c.OverwriteCells.add_missing_cells = True  # deleted test cells come back from the source
 c.ExecutePreprocessor.timeout = 60
 c.ClearMetadataPreprocessor.enabled = False
+
+# Collection: `python -m utils.grading grade` puts each recognised submission at
+# downloaded/<assignment>/extracted/<student>/<notebook>.ipynb; nbgrader's zip_collect moves it into
+# submitted/<student>/<assignment>/ with this collector.
+c.ZipCollectApp.collector_plugin = "nbgrader.plugins.zipcollect.FileNameCollectorPlugin"
+c.FileNameCollectorPlugin.named_regexp = r".*[/\\](?P<student_id>[^/\\]+)[/\\](?P<file_id>[^/\\]+\.ipynb)$"
+c.FileNameCollectorPlugin.valid_ext = [".ipynb"]
