@@ -8,7 +8,6 @@ trips are in tests/test_assignment_*.py.
 import copy
 import hashlib
 import json
-import pathlib
 import shutil
 
 import nbformat
