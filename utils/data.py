@@ -71,7 +71,9 @@ def windows(series, tau):
     Inputs:
     - series: (T,) tensor; tau: int window length, 1 <= tau < T.
 
-    Returns features (T - tau, tau) and labels (T - tau,).
+    Returns features (T - tau, tau) and labels (T - tau,). Row i is x_i, ..., x_{i+tau-1}: the oldest
+    value first, so a fitted weight vector w pairs w[-1] with x_{t-1} (reverse it to compare with
+    ``ar_process``'s ``coeffs``, whose first entry multiplies x_{t-1}).
     """
     if not isinstance(series, torch.Tensor) or series.dim() != 1:
         raise ValueError(f"series: expected a 1-D tensor (T,), got {type(series).__name__} "

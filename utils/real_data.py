@@ -1,6 +1,6 @@
 """Real data that ships with installed packages or with Python itself. Nothing is downloaded.
 
-- ``stock_prices()``: Google (GOOG) daily prices, 2004-08-19 .. 2008-10-10, 1047 trading days, from
+- ``stock_prices()``: Google (GOOG) daily prices, 2004-08-19 .. 2008-10-14, 1047 trading days, from
   matplotlib's sample data (``mpl-data/sample_data/goog.npz``, originally from Yahoo! Finance; shipped
   under matplotlib's licence for its examples).
 - ``monthly_stocks()``: monthly closing prices of IBM, AAPL, MSFT, ... and the S&P 500, 1990-2022,
@@ -21,7 +21,7 @@ import torch
 __all__ = ["stock_prices", "monthly_stocks", "eeg", "python_docs_text", "SOURCES"]
 
 SOURCES = {
-    "stock_prices": "matplotlib sample data goog.npz (Yahoo! Finance), GOOG 2004-08-19..2008-10-10",
+    "stock_prices": "matplotlib sample data goog.npz (Yahoo! Finance), GOOG 2004-08-19..2008-10-14",
     "monthly_stocks": "matplotlib sample data Stocks.csv (Yahoo! Finance), 1990-2022",
     "eeg": "matplotlib sample data eeg.dat, 4 channels x 800 samples",
     "python_docs_text": "Python standard library pydoc_data.topics (Python docs, PSF licence)",
