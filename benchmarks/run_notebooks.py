@@ -93,6 +93,8 @@ def main(argv=None):
     if not paths:
         paths = sorted((ROOT / "lectures").glob("*.ipynb")) + sorted((ROOT / "solutions").glob("*/*.ipynb"))
     os.environ.pop("NBGRADER_EXECUTION", None)
+    # As in CI (tests/conftest.py): one torch thread per kernel.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     rows = []
     for p in paths:
         print(f"running {p} ...", file=sys.stderr, flush=True)

@@ -261,8 +261,8 @@ class Vocab:
     """A character (or token) vocabulary with optional special tokens.
 
     ``Vocab(text_or_tokens, specials=("<pad>", "<bos>", "<eos>"))`` maps each distinct token to an
-    id, specials first (so ``<pad>`` is 0 when given), then tokens sorted by first appearance
-    frequency (most frequent first, ties broken alphabetically).
+    id, specials first (so ``<pad>`` is 0 when given), then the other tokens by frequency (most
+    frequent first, ties broken alphabetically).
 
     - ``encode(tokens) -> list[int]``; unknown tokens raise KeyError naming the token, unless
       ``unk`` was given.
