@@ -143,8 +143,10 @@ def check_cell_forward(cell_forward, ref_cell, x, h_prev, c_prev, *, atol=1e-5, 
     if shapes_ok:
         lines, bad = _gate_lines(cell_forward, args, atol, rtol)
         if bad:
-            problems.append("Gate by gate (each recovered from the outputs by probing both cells):\n"
-                            + "\n".join(lines))
+            head = ("Gate by gate (each recovered from the outputs by probing both cells):" if problems else
+                    "h_next and c_next agree on these inputs, but not when a gate saturates (the probes raise "
+                    "one gate's bias by 1e4; is your sigmoid or tanh stable for large inputs?):")
+            problems.append(head + "\n" + "\n".join(lines))
     if cache and not problems:
         c = out[2]
         names = ("x", "h_prev", "c_prev", "W_ih", "W_hh", "i", "f", "g", "o", "c_next")

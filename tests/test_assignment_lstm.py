@@ -1,0 +1,246 @@
+"""The LSTM assignment: its checks, and the nbgrader round trip of typical submissions.
+
+- the checks in utils/lstm_checks.py pass the source's answers and catch typical wrong answers, saying
+  which gate, time step or gradient is off (in-process, fast);
+- autograde (one nbgrader course, four submissions): the source gets full marks on the automatic parts,
+  the untouched student version 0, a submission with parts 1 and 3 solved exactly their points, and
+  one with a wrong module (state detached: only the hidden gradient test sees it) and a wrong backward
+  (gates stacked in the wrong order) loses exactly those two parts.
+"""
+
+import copy
+import pathlib
+import tempfile
+
+import nbformat
+import pytest
+import torch
+
+from utils import grading, lstm_checks
+from utils.checks import CheckError
+
+NAME = "lstm"
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SOURCE = ROOT / "solutions" / NAME / f"{NAME}.ipynb"
+TESTS = {"test_lstm_cell_forward": 3, "test_lstm_module": 4, "test_lstm_cell_backward": 4, "test_training": 2}
+
+
+def _cells(nb):
+    return {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in nb.cells}
+
+
+def _source():
+    return nbformat.read(str(SOURCE), as_version=4)
+
+
+def _answers(gids):
+    """Exec the source's answer cells ``gids`` (and the imports) in a fresh namespace; return it."""
+    cells = _cells(_source())
+    ns = {}
+    for gid in ["imports", *gids]:
+        exec(compile(cells[gid].source, gid, "exec"), ns)
+    return ns
+
+
+def _replace(nb, gid, old, new):
+    nb = copy.deepcopy(nb)
+    cell = _cells(nb)[gid]
+    assert old in cell.source, f"{gid}: {old!r} not in the source"
+    cell.source = cell.source.replace(old, new)
+    return nb
+
+
+# ------------------------------------------------------------------------------ the notebook itself
+
+
+def test_points_table_matches_the_test_cells():
+    nb = _source()
+    points = {gid: c.metadata["nbgrader"]["points"] for gid, c in _cells(nb).items()
+              if c.metadata.get("nbgrader", {}).get("grade") and c.cell_type == "code"}
+    assert points == TESTS
+    written = [c.metadata["nbgrader"]["points"] for c in nb.cells
+               if c.cell_type == "markdown" and c.metadata.get("nbgrader", {}).get("grade")]
+    assert written == [1, 1, 1]
+    assert "**16**" in nb.cells[0].source
+
+
+def test_the_source_answers_pass_the_grading_audit():
+    # the audit zeroes tests after an answer cell that names LSTMCell, nn.LSTM(, setattr, ...
+    assert grading.audit(_source(), NAME) == []
+
+
+# --------------------------------------------------------------- the checks, in-process (fast)
+
+
+def test_checks_pass_the_source_answers(capsys):
+    ns = _answers(["lstm_cell_forward", "lstm_module", "lstm_cell_backward"])
+    torch.manual_seed(0)
+    ref = torch.nn.LSTMCell(3, 4).double()
+    x, h, c = (torch.randn(2, n, dtype=torch.float64) for n in (3, 4, 4))
+    lstm_checks.check_cell_forward(ns["lstm_cell_forward"], ref, x, h, c, atol=1e-12, rtol=1e-10)
+    lstm_checks.check_cell_backward(ns["lstm_cell_backward"], ref, x, h, c, torch.randn(2, 4).double(),
+                                    torch.randn(2, 4).double(), atol=1e-12, rtol=1e-10)
+    lstm_checks.check_lstm_module(ns["LSTM"], 3, 3, num_layers=3, initial_state=True, grads=True,
+                                  dtype=torch.float64, atol=1e-12, rtol=1e-10)
+    assert capsys.readouterr().out.count("ok:") == 3
+
+
+def test_probed_gates_are_the_gates():
+    torch.manual_seed(1)
+    cell = torch.nn.LSTMCell(3, 4).double()
+    x, h, c = (torch.randn(5, n, dtype=torch.float64) for n in (3, 4, 4))
+    W_ih, W_hh, b_ih, b_hh = (p.detach() for p in cell.parameters())
+    z = x @ W_ih.T + b_ih + h @ W_hh.T + b_hh
+    zi, zf, zg, zo = z.chunk(4, 1)
+    want = {"i": zi.sigmoid(), "f": zf.sigmoid(), "g": zg.tanh(), "o": zo.sigmoid()}
+    got = lstm_checks.probe_gates(lstm_checks._torch_step, x, h, c, W_ih, W_hh, b_ih, b_hh)
+    for k in "ifgo":
+        torch.testing.assert_close(got[k], want[k], atol=1e-12, rtol=0)
+
+
+def _forward_variant(old, new):
+    ns = _answers(["lstm_cell_forward"])
+    src = _cells(_source())["lstm_cell_forward"].source
+    assert old in src
+    exec(src.replace(old, new), ns)
+    return ns["lstm_cell_forward"]
+
+
+@pytest.mark.parametrize("old,new,expect", [
+    ("i, f, g, o = gates.chunk(4, dim=1)", "i, f, o, g = gates.chunk(4, dim=1)", "candidate g"),
+    (" + h_prev @ W_hh.T + b_hh", " + h_prev @ W_hh.T", "c_next: differs"),
+    ("torch.tanh(g), torch.sigmoid(o)", "torch.sigmoid(g), torch.sigmoid(o)", "candidate g (cell update): differs"),
+    ("torch.sigmoid(i), torch.sigmoid(f)", "torch.sigmoid(i), torch.sigmoid(f) * 0 + 1", "forget gate f: differs"),
+    ("h_next = o * torch.tanh(c_next)", "h_next = o * c_next", "output gate o: differs"),
+])
+def test_cell_check_names_the_wrong_gate(old, new, expect):
+    torch.manual_seed(0)
+    ref = torch.nn.LSTMCell(3, 5)
+    with pytest.raises(CheckError, match="i, f, g, o") as err:
+        lstm_checks.check_cell_forward(_forward_variant(old, new), ref, torch.randn(4, 3), torch.randn(4, 5),
+                                       torch.randn(4, 5))
+    assert expect in str(err.value), str(err.value)
+
+
+def test_cell_check_catches_a_forbidden_call_and_an_unstable_sigmoid():
+    torch.manual_seed(0)
+    ref = torch.nn.LSTMCell(3, 5)
+    x, h, c = torch.randn(4, 3), torch.randn(4, 5), torch.randn(4, 5)
+
+    def cheat(x, h, c, W_ih, W_hh, b_ih, b_hh):
+        cell = torch.nn.LSTMCell(3, 5)
+        return (*cell(x, (h, c)), None)
+
+    with pytest.raises(CheckError, match="calls torch.nn.LSTMCell"):
+        lstm_checks.check_cell_forward(cheat, ref, x, h, c)
+    unstable = _forward_variant("i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)",
+                                "sig = lambda z: torch.exp(z) / (1 + torch.exp(z))\n"
+                                "    i, f, g, o = sig(i), sig(f), torch.tanh(g), sig(o)")
+    with pytest.raises(CheckError, match="saturates"):
+        lstm_checks.check_cell_forward(unstable, ref, x, h, c)
+
+
+def _module_variant(old, new):
+    ns = _answers(["lstm_cell_forward"])
+    src = _cells(_source())["lstm_module"].source
+    assert old in src
+    exec(src.replace(old, new), ns)
+    return ns["LSTM"]
+
+
+STEP = "h, c, _ = lstm_cell_forward(layer_input[:, t], h, c, *weights)"
+
+
+@pytest.mark.parametrize("old,new,kwargs,expect", [
+    (STEP, STEP.replace("h, c, *", "h.detach(), c.detach(), *"), dict(grads=True), "gradients differ"),
+    (STEP, STEP.replace("h, c, *", "h_0[k], c_0[k], *"), {}, "first differs at time step 1 of 6"),
+    ("h, c = h_0[k], c_0[k]", "h, c = 0 * h_0[k], 0 * c_0[k]", dict(initial_state=True),
+     "the very first time step is already off"),
+    ("layer_input_size = input_size if k == 0 else hidden_size", "layer_input_size = input_size",
+     dict(num_layers=2), "weight_ih_l1: shape (20, 5) expected, got (20, 4)"),
+])
+def test_module_check_says_what_differs(old, new, kwargs, expect):
+    with pytest.raises(CheckError) as err:
+        lstm_checks.check_lstm_module(_module_variant(old, new), 4, 5, **kwargs)
+    assert expect in str(err.value), str(err.value)
+
+
+def _backward_variant(old, new):
+    ns = _answers([])
+    src = _cells(_source())["lstm_cell_backward"].source
+    assert old in src
+    exec(src.replace(old, new), ns)
+    return ns["lstm_cell_backward"]
+
+
+@pytest.mark.parametrize("old,new,expect", [
+    ("dc = dc_next + dh_next * o * (1 - tanh_c**2)", "dc = dc_next", "dc_prev: differs"),
+    ("dg * (1 - g**2), do * o * (1 - o)]", "do * o * (1 - o), dg * (1 - g**2)]", "gate blocks that differ: g, o"),
+    ("db = dgates.sum(dim=0)", "db = dgates.mean(dim=0)", "db: differs"),
+])
+def test_backward_check_names_the_wrong_gradient(old, new, expect):
+    torch.manual_seed(0)
+    ref = torch.nn.LSTMCell(3, 5)
+    with pytest.raises(CheckError) as err:
+        lstm_checks.check_cell_backward(_backward_variant(old, new), ref, torch.randn(4, 3), torch.randn(4, 5),
+                                        torch.randn(4, 5), torch.randn(4, 5), torch.randn(4, 5))
+    assert expect in str(err.value), str(err.value)
+
+
+# ------------------------------------------------------------------- nbgrader round trip (slow)
+
+
+@pytest.fixture(scope="module")
+def graded():
+    """Autograde four submissions in one temporary nbgrader course; results by student."""
+    source = _source()
+    student = nbformat.read(str(grading.release_notebook(NAME)), as_version=4)
+    solved = _cells(source)
+
+    partial = copy.deepcopy(student)  # parts 1 and 3 filled in from the source, the rest untouched
+    for gid in ("lstm_cell_forward", "lstm_cell_backward"):
+        _cells(partial)[gid].source = solved[gid].source
+
+    wrong = _replace(source, "lstm_module", STEP, STEP.replace("h, c, *", "h.detach(), c.detach(), *"))
+    wrong = _replace(wrong, "lstm_cell_backward", "dg * (1 - g**2), do * o * (1 - o)]",
+                     "do * o * (1 - o), dg * (1 - g**2)]")
+
+    folder = pathlib.Path(tempfile.mkdtemp(prefix="lstm-submissions-"))
+    for who, nb in (("source", source), ("untouched", student), ("partial", partial), ("wrong", wrong)):
+        (folder / who).mkdir()
+        nbformat.write(nb, str(folder / who / f"{NAME}.ipynb"))
+    results = grading.grade_folder(NAME, folder, out=folder.parent / f"{folder.name}-out",
+                                   work=folder.parent / f"{folder.name}-course", log=lambda *_: None)
+    return {r.student: r for r in results}
+
+
+def _scores(result):
+    assert result.status == "graded", result.reason
+    return {gid: result.cells[gid]["score"] for gid in TESTS}
+
+
+def test_source_gets_full_marks(graded):
+    r = graded["source"]
+    assert _scores(r) == TESTS, r.reason
+    assert (r.auto_score, r.auto_max, r.max_score) == (13, 13, 16)
+
+
+def test_untouched_student_version_scores_zero(graded):
+    r = graded["untouched"]
+    assert _scores(r) == dict.fromkeys(TESTS, 0)
+    assert r.auto_score == 0
+
+
+def test_partly_solved_gets_exactly_its_parts(graded):
+    r = graded["partial"]
+    assert _scores(r) == {"test_lstm_cell_forward": 3, "test_lstm_module": 0, "test_lstm_cell_backward": 4,
+                          "test_training": 0}
+    assert r.auto_score == 7
+
+
+def test_wrong_answers_lose_their_parts(graded):
+    # the detached state is only caught by the hidden gradient tests; the gate order by the visible ones
+    r = graded["wrong"]
+    assert _scores(r) == {"test_lstm_cell_forward": 3, "test_lstm_module": 0, "test_lstm_cell_backward": 0,
+                          "test_training": 2}
+    assert r.auto_score == 5
