@@ -128,9 +128,9 @@ def test_greedy_decode_stops_at_eos_and_pads():
 def test_exact_match_and_accuracy_by_length():
     preds, targets = ["12", "7", "300", "45"], ["12", "8", "300", "45"]
     assert tr.exact_match(preds, targets) == 0.75
-    rows = tr.accuracy_by_length([1, 2, 5, 9], preds, targets, [1, 3, 6, 8])
-    assert [r["bucket"] for r in rows] == ["1-2", "3-5", "6-7"]
-    assert [r["n"] for r in rows] == [2, 1, 0]
+    rows = tr.accuracy_by_length([1, 2, 5, 9], preds, targets, [1, 3, 6, 8, 9])
+    assert [r["bucket"] for r in rows] == ["1-2", "3-5", "6-7", "8"]
+    assert [r["n"] for r in rows] == [2, 1, 0, 0]
     assert rows[0]["acc"] == 0.5 and rows[1]["acc"] == 1.0 and math.isnan(rows[2]["acc"])
     table = tr.format_length_table({"plain": rows, "attention": rows})
     assert "plain" in table and "3-5" in table

@@ -316,8 +316,8 @@ def accuracy_by_length(lengths, preds, targets, edges):
     - lengths: N ints (e.g. the number of source tokens); preds, targets: N str each.
     - edges: increasing ints [e_0, e_1, ..., e_K]; bucket k holds lengths in [e_k, e_{k+1}).
 
-    Returns a list of K dicts {"bucket": "lo-hi", "lo", "hi", "n", "acc"} (acc is nan for an empty
-    bucket). Lengths outside [e_0, e_K) are not counted.
+    Returns a list of K dicts {"bucket": "lo-(hi-1)" (or "lo" for a single length), "lo", "hi", "n",
+    "acc"} (acc is nan for an empty bucket). Lengths outside [e_0, e_K) are not counted.
     """
     if not (len(lengths) == len(preds) == len(targets)):
         raise ValueError(f"lengths, preds, targets: expected equal lengths, got {len(lengths)}, {len(preds)}, "
@@ -328,7 +328,7 @@ def accuracy_by_length(lengths, preds, targets, edges):
     rows = []
     for lo, hi in zip(edges, edges[1:]):
         hits = [p == t for n, p, t in zip(lengths, preds, targets) if lo <= n < hi]
-        rows.append({"bucket": f"{lo}-{hi - 1}", "lo": lo, "hi": hi, "n": len(hits),
+        rows.append({"bucket": f"{lo}-{hi - 1}" if hi - 1 > lo else f"{lo}", "lo": lo, "hi": hi, "n": len(hits),
                      "acc": sum(hits) / len(hits) if hits else float("nan")})
     return rows
 
