@@ -214,3 +214,24 @@ def test_cli_exits_nonzero_when_nobody_could_be_graded(tmp_path):
     with pytest.raises(ValueError, match="no assignment"):
         grading.make_course("nope", tmp_path / "w2", root)
     shutil.rmtree(tmp_path / "w", ignore_errors=True)
+
+
+@pytest.mark.parametrize("source,name,expected", [
+    ('def scaled_dot_product_attention(q, k, v):\n    """Unlike nn.MultiheadAttention."""\n    return q',
+     "multi_head_attention", []),
+    ("def f(mask: torch.Tensor = None):\n    return mask", "multi_head_attention", []),
+    ("x = F.scaled_dot_product_attention(q, k, v)", "multi_head_attention", ["forbidden"]),
+    ("m = nn.MultiheadAttention(4, 2)", "multi_head_attention", ["forbidden"]),
+    ("cell = nn.LSTMCell(3, 4)", "lstm", ["forbidden"]),
+    ("def lstm_cell_forward(x):\n    return x  # not nn.LSTMCell", "lstm", []),
+    ("torch.allclose = lambda *a, **k: True", "lstm", ["tamper"]),
+    ("    utils.checks.assert_close = print", "lstm", ["tamper"]),
+    ('setattr(torch, "allclose", f)', "lstm", ["tamper"]),
+    ('y = eval("1+1")', "lstm", ["tamper"]),
+    ("h = self.evaluate(x)", "lstm", []),
+    ('x = "torch.x = 1"', "lstm", []),
+])
+def test_audit_flags_tampering_and_forbidden_calls_only(source, name, expected):
+    cell = nbformat.v4.new_code_cell(source, metadata={"nbgrader": {"solution": True, "grade_id": "a"}})
+    kinds = sorted({kind for _, _, kind, _ in grading.audit(nbformat.v4.new_notebook(cells=[cell]), name)})
+    assert kinds == expected
