@@ -262,7 +262,11 @@ def check_lstm_module(lstm_class, input_size, hidden_size, *, num_layers=1, batc
         g = torch.Generator().manual_seed(seed + 1)
         w_out, w_h, w_c = (torch.randn(t.shape, generator=g, dtype=dtype) for t in (out_ref, h_ref, c_ref))
         ((out_ref * w_out).sum() + (h_ref * w_h).sum() + (c_ref * w_c).sum()).backward()
-        ((out * w_out).sum() + (h_n * w_h).sum() + (c_n * w_c).sum()).backward()
+        try:
+            ((out * w_out).sum() + (h_n * w_h).sum() + (c_n * w_c).sum()).backward()
+        except RuntimeError as err:
+            raise CheckError(f"gradients ({setting}): backward through your outputs failed: {str(err)[:200]} "
+                             "(are they connected to the parameters? no detach(), .data or torch.no_grad())") from None
         pairs = [("gradient of the input x", leaves_mine[0].grad, leaves_ref[0].grad, dims)]
         if initial_state:
             pairs += [("gradient of h_0", leaves_mine[1].grad, leaves_ref[1].grad, ("layer", "batch", "unit")),
