@@ -57,13 +57,15 @@ def plot_curves(curves, *, xlabel="step", ylabel="loss", title=None, logy=False,
 
 
 def heatmap(matrix, *, xlabels=None, ylabels=None, xlabel="", ylabel="", title=None, cmap="viridis",
-            vmin=None, vmax=None, colorbar=True, annotate=False, ax=None):
+            vmin=None, vmax=None, colorbar=True, annotate=False, xrotation=None, ax=None):
     """Draw a 2-D matrix with labelled axes: attention weights, gate activations, encodings.
 
     Inputs:
     - matrix: (R, C) array or tensor; row r is drawn at height r (top to bottom).
     - xlabels: optional sequence of C tick labels; ylabels: optional sequence of R tick labels.
     - annotate: write each value in its cell (for small matrices).
+    - xrotation: angle of the x tick labels (default: 90 when there are more than 8 columns, else 0;
+      use 0 for single characters).
     - ax: optional matplotlib Axes.
 
     Returns the Axes.
@@ -76,7 +78,9 @@ def heatmap(matrix, *, xlabels=None, ylabels=None, xlabel="", ylabel="", title=N
         _, ax = plt.subplots(figsize=(max(3, 0.35 * m.shape[1] + 2), max(2.5, 0.3 * m.shape[0] + 1.5)))
     im = ax.imshow(m, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto", interpolation="nearest")
     if xlabels is not None:
-        ax.set_xticks(range(m.shape[1]), [str(s) for s in xlabels], rotation=90 if m.shape[1] > 8 else 0)
+        if xrotation is None:
+            xrotation = 90 if m.shape[1] > 8 else 0
+        ax.set_xticks(range(m.shape[1]), [str(s) for s in xlabels], rotation=xrotation)
     if ylabels is not None:
         ax.set_yticks(range(m.shape[0]), [str(s) for s in ylabels])
     if annotate:
