@@ -99,6 +99,7 @@ def test_vocab_round_trip_and_errors():
     assert v["<pad>"] == 0 and len(v) == 6
     ids = v.encode("cab")
     assert v.decode(ids + [v["<eos>"], v["a"]]) == "cab"
+    assert v.decode(ids, sep=" ") == "c a b"
     with pytest.raises(KeyError, match="'z'"):
         v.encode("z")
 

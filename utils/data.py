@@ -240,7 +240,9 @@ def number_word_pairs(n, *, max_digits=6, seed=0):
     """A translation-like task with inputs of very different lengths: number in words -> digits.
 
     The number of digits is drawn uniformly from 1..max_digits, so sources range from 3 to about
-    90 characters. Example: ("four thousand twelve", "4012").
+    90 characters. Example: ("four thousand twelve", "4012"). Small numbers repeat (there are only
+    10 one-digit numbers): de-duplicate before splitting off a held-out set, as
+    ``utils.translation`` does.
 
     Returns a list of n (source, target) string pairs.
     """
@@ -300,7 +302,8 @@ class Vocab:
                 raise KeyError(f"tokens: {t!r} is not in the vocabulary ({len(self)} tokens)")
         return out
 
-    def decode(self, ids, strip=True):
+    def decode(self, ids, strip=True, sep=""):
+        """ids: sequence or 1-D tensor of ids -> str, tokens joined by ``sep`` (" " for words)."""
         if isinstance(ids, torch.Tensor):
             ids = ids.tolist()
         out = []
@@ -311,7 +314,7 @@ class Vocab:
             if strip and tok in ("<pad>", "<bos>"):
                 continue
             out.append(tok)
-        return "".join(out)
+        return sep.join(out)
 
 
 def lm_batches(ids, batch_size, num_steps, *, shuffle_offset=True, seed=0):
