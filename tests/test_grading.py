@@ -125,6 +125,7 @@ def test_untouched_student_version_scores_zero(graded):
 def test_infinite_loop_times_out_and_the_rest_is_graded(graded):
     r = graded["first"]["looper"]
     assert r.status == "graded" and r.cells["test_add"]["score"] == 0 and r.cells["test_mul"]["score"] == 2, r
+    assert "test_add timed out" in r.reason
 
 
 def test_a_kernel_killer_gets_a_reason(graded):

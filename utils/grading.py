@@ -400,6 +400,17 @@ def _read_scores(course, name, student, nb_name):
         return cells
 
 
+def _timed_out(autograded):
+    """grade_ids (or cell numbers) of the cells that nbgrader stopped for running past the timeout."""
+    import nbformat
+
+    out = []
+    for i, cell in enumerate(nbformat.read(str(autograded), as_version=4).cells):
+        if any(o.get("output_type") == "error" and "Timeout" in o.get("ename", "") for o in cell.get("outputs", [])):
+            out.append(cell.metadata.get("nbgrader", {}).get("grade_id") or f"cell {i}")
+    return out
+
+
 def _zero_cells(course, name, student, nb_name, cells):
     from nbgrader.api import Gradebook
 
@@ -505,6 +516,8 @@ def grade_folder(name, folder, *, out=None, work=None, timeout=None, root=ROOT, 
             result.status = "failed"
             results.append(result)
             continue
+        for gid in _timed_out(autograded):
+            result.note(f"{gid} timed out (over {per_cell} s) and scores 0")
         affected = _affected_tests(nb, findings)
         if affected:
             _zero_cells(work, name, result.student, nb_name, affected)
