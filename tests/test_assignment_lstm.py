@@ -8,7 +8,6 @@
   (gates stacked in the wrong order) loses exactly those two parts.
 """
 
-import copy
 import pathlib
 import tempfile
 
@@ -40,14 +39,6 @@ def _answers(gids):
     for gid in ["imports", *gids]:
         exec(compile(cells[gid].source, gid, "exec"), ns)
     return ns
-
-
-def _replace(nb, gid, old, new):
-    nb = copy.deepcopy(nb)
-    cell = _cells(nb)[gid]
-    assert old in cell.source, f"{gid}: {old!r} not in the source"
-    cell.source = cell.source.replace(old, new)
-    return nb
 
 
 # ------------------------------------------------------------------------------ the notebook itself
@@ -195,15 +186,12 @@ def graded():
     """Autograde four submissions in one temporary nbgrader course; results by student."""
     source = _source()
     student = nbformat.read(str(grading.release_notebook(NAME)), as_version=4)
-    solved = _cells(source)
 
-    partial = copy.deepcopy(student)  # parts 1 and 3 filled in from the source, the rest untouched
-    for gid in ("lstm_cell_forward", "lstm_cell_backward"):
-        _cells(partial)[gid].source = solved[gid].source
-
-    wrong = _replace(source, "lstm_module", STEP, STEP.replace("h, c, *", "h.detach(), c.detach(), *"))
-    wrong = _replace(wrong, "lstm_cell_backward", "dg * (1 - g**2), do * o * (1 - o)]",
-                     "do * o * (1 - o), dg * (1 - g**2)]")
+    # parts 1 and 3 filled in from the source, the rest untouched
+    partial = grading.make_submission(student, source, ["lstm_cell_forward", "lstm_cell_backward"])
+    wrong = grading.make_submission(source, source, edits=[
+        ("lstm_module", STEP, STEP.replace("h, c, *", "h.detach(), c.detach(), *")),
+        ("lstm_cell_backward", "dg * (1 - g**2), do * o * (1 - o)]", "do * o * (1 - o), dg * (1 - g**2)]")])
 
     folder = pathlib.Path(tempfile.mkdtemp(prefix="lstm-submissions-"))
     for who, nb in (("source", source), ("untouched", student), ("partial", partial), ("wrong", wrong)):

@@ -236,3 +236,17 @@ def test_audit_flags_tampering_and_forbidden_calls_only(source, name, expected):
     cell = nbformat.v4.new_code_cell(source, metadata={"nbgrader": {"solution": True, "grade_id": "a"}})
     kinds = sorted({kind for _, _, kind, _ in grading.audit(nbformat.v4.new_notebook(cells=[cell]), name)})
     assert kinds == expected
+
+
+def test_make_submission_fills_answers_and_rejects_stale_edits():
+    source = _toy_source()
+    student = _answer(_answer(source, "add", "raise NotImplementedError()"), "mul", "raise NotImplementedError()")
+    nb = grading.make_submission(student, source, ["add"], [("mul", "raise", "# raise")])
+    cells = {c.metadata["nbgrader"]["grade_id"]: c.source for c in nb.cells}
+    assert "return a + b" in cells["add"] and cells["mul"] == "# raise NotImplementedError()"
+    assert "raise NotImplementedError()" == {c.metadata["nbgrader"]["grade_id"]: c.source
+                                             for c in student.cells}["add"]  # the input is not modified
+    with pytest.raises(KeyError, match="edits"):
+        grading.make_submission(student, source, edits=[("mul", "not there", "x")])
+    with pytest.raises(KeyError, match="answered"):
+        grading.make_submission(student, source, ["nope"])

@@ -191,6 +191,35 @@ def release_notebook(name, root=ROOT):
     return make_course(name, tempfile.mkdtemp(prefix=f"release-{name}-"), root)
 
 
+def make_submission(student, source, answered=(), edits=()):
+    """A submission for tests and benchmarks: the student version with some answers filled in.
+
+    Inputs:
+    - student: the released notebook (nbformat node); it is not modified.
+    - source: the source notebook with the solutions.
+    - answered: grade_ids of the answer cells whose source is taken from ``source``.
+    - edits: (grade_id, old, new) text replacements applied afterwards (typical wrong answers).
+
+    Returns a new notebook node.
+    """
+    import copy
+
+    def by_id(nb):
+        return {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in nb.cells}
+
+    nb = copy.deepcopy(student)
+    cells, solved = by_id(nb), by_id(source)
+    for gid in answered:
+        if gid not in solved or gid not in cells:
+            raise KeyError(f"answered: no answer cell {gid!r} in both notebooks")
+        cells[gid].source = solved[gid].source
+    for gid, old, new in edits:
+        if gid not in cells or old not in cells[gid].source:
+            raise KeyError(f"edits: {old!r} is not in cell {gid!r}; update the edit")
+        cells[gid].source = cells[gid].source.replace(old, new)
+    return nb
+
+
 def assignment_names(root=ROOT):
     return sorted(p.name for p in (pathlib.Path(root) / "solutions").iterdir()
                   if p.is_dir() and list(p.glob("*.ipynb")))
