@@ -343,3 +343,83 @@ def lm_batches(ids, batch_size, num_steps, *, shuffle_offset=True, seed=0):
     Ys = ids[offset + 1:offset + 1 + num_tokens].reshape(batch_size, -1)
     return [(Xs[:, i:i + num_steps], Ys[:, i:i + num_steps])
             for i in range(0, Xs.shape[1] - num_steps + 1, num_steps)]
+
+
+__all__ += ["NGramLM"]
+
+
+class NGramLM:
+    """A count-based n-gram language model over token ids, with add-k smoothing.
+
+    The model of order n predicts a token from the n - 1 tokens before it only (a fixed window of the
+    past, the "fix the past timespan" view of the notes):
+
+        P(x_t | x_{t-n+1}, ..., x_{t-1}) = (c(x_{t-n+1}, ..., x_t) + k) / (c(x_{t-n+1}, ..., x_{t-1}) + k V)
+
+    where c counts occurrences in the training ids and V is ``vocab_size``; order 1 is the unigram model
+    (the context is empty and its count is the number of training tokens). Add-k smoothing gives every
+    unseen continuation the pseudo-count k, so no probability is 0 when k > 0; k is a hyperparameter
+    (tune it on a validation split). The context count is taken over the same positions as the n-gram
+    counts (every n-gram's first n - 1 tokens), so the probabilities over the V next tokens sum to 1.
+
+    ``NGramLM(train_ids, order, vocab_size)``: train_ids (L,) int64 tensor with L >= order.
+
+    - ``log_probs(ids, k) -> (len(ids) - order + 1,)`` float64: log P(ids[i] | ids[i-n+1:i]) for every
+      i >= order - 1 (the first order - 1 ids serve only as context).
+    - ``perplexity(ids, k) -> float``: exp of minus the mean of ``log_probs(ids, k)``.
+    """
+
+    def __init__(self, train_ids, order, vocab_size):
+        self.order = _check_int("order", order)
+        self.vocab_size = _check_int("vocab_size", vocab_size)
+        if self.vocab_size ** self.order >= 2 ** 62:
+            raise ValueError(f"order: vocab_size ** order must fit in int64, got {vocab_size} ** {order}")
+        train_ids = self._check_ids("train_ids", train_ids)
+        grams = self._codes(train_ids, self.order)  # (L - n + 1,)
+        self._grams, self._gram_counts = torch.unique(grams, return_counts=True)  # sorted codes, their counts
+        self._contexts, self._context_counts = torch.unique(grams // self.vocab_size, return_counts=True)
+        self.num_train = len(grams)
+
+    def _check_ids(self, name, ids):
+        if not isinstance(ids, torch.Tensor) or ids.dim() != 1 or ids.dtype != torch.int64:
+            raise ValueError(f"{name}: expected a 1-D int64 tensor (L,), got {type(ids).__name__} "
+                             f"{tuple(getattr(ids, 'shape', ()))} {getattr(ids, 'dtype', '')}")
+        if len(ids) < self.order:
+            raise ValueError(f"{name}: expected at least order={self.order} ids, got {len(ids)}")
+        if ids.min() < 0 or ids.max() >= self.vocab_size:
+            raise ValueError(f"{name}: ids must lie in [0, vocab_size={self.vocab_size}), "
+                             f"got min {ids.min().item()}, max {ids.max().item()}")
+        return ids.cpu()
+
+    def _codes(self, ids, order):
+        """One int64 code per window ids[i - order + 1 .. i], i = order - 1 .. L - 1: (L - order + 1,)."""
+        codes = torch.zeros(len(ids) - order + 1, dtype=torch.int64)
+        for j in range(order):
+            codes = codes * self.vocab_size + ids[j:len(ids) - order + 1 + j]
+        return codes
+
+    @staticmethod
+    def _lookup(keys, counts, query):
+        """counts[keys == q] for every q in query (0 where q is not a key)."""
+        pos = torch.searchsorted(keys, query).clamp(max=len(keys) - 1)
+        return torch.where(keys[pos] == query, counts[pos], 0)
+
+    def counts(self, ids):
+        """Training counts for each position i >= order - 1 of ids: (c(n-gram), c(context)), each (L - n + 1,)."""
+        ids = self._check_ids("ids", ids)
+        grams = self._codes(ids, self.order)
+        gram_counts = self._lookup(self._grams, self._gram_counts, grams)
+        if self.order == 1:
+            return gram_counts, torch.full_like(gram_counts, self.num_train)
+        return gram_counts, self._lookup(self._contexts, self._context_counts, grams // self.vocab_size)
+
+    def log_probs(self, ids, k):
+        """log P(ids[i] | the order - 1 ids before it), float64, for i = order - 1 .. len(ids) - 1."""
+        if isinstance(k, bool) or not isinstance(k, (int, float)) or k < 0:
+            raise ValueError(f"k: expected a number >= 0, got {k!r}")
+        gram_counts, context_counts = self.counts(ids)
+        return ((gram_counts.double() + k) / (context_counts.double() + k * self.vocab_size)).log()
+
+    def perplexity(self, ids, k):
+        """exp(-mean log P) over the ids that have a full context (all but the first order - 1)."""
+        return torch.exp(-self.log_probs(ids, k).mean()).item()
