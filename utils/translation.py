@@ -4,6 +4,7 @@ A task is a list of (source, target) string pairs from ``utils.data`` (numbers i
 human-written dates -> ISO). This module turns it into what a sequence-to-sequence model needs::
 
     task = make_task("numbers")                 # fixed train / held-out split, vocabularies, tensors
+    task = make_task("numbers", num_val=500, max_src_len=9, num_long=500)  # + validation, longer inputs
     for src, src_len, dec_in, dec_out in task.batches(batch_size=64)(epoch=0): ...
     ids, _ = greedy_decode(step, batch_size, task.max_tgt_len)   # (B, L), stops at <eos>
     preds = task.decode_targets(ids)            # list of str
@@ -15,6 +16,7 @@ decoder's input is the target shifted right by one position, starting with ``<bo
 forcing). Every tensor is padded with ``<pad>`` (0) on the right.
 """
 
+import math
 import random
 import re
 from dataclasses import dataclass, field
@@ -26,7 +28,7 @@ from .data import Vocab, date_pairs, number_word_pairs
 __all__ = [
     "SPECIALS", "PAD", "BOS", "EOS", "tokenize", "pad_sequences", "encode_texts", "shift_right",
     "split_pairs", "TranslationTask", "make_task", "greedy_decode", "exact_match", "accuracy_by_length",
-    "format_length_table",
+    "format_length_table", "mean_over_seeds",
 ]
 
 SPECIALS = ("<pad>", "<bos>", "<eos>")
@@ -146,6 +148,9 @@ class TranslationTask:
     - train_src (N, S), train_src_len (N,), train_tgt (N, T): ids; targets end with ``<eos>``.
     - test_src (M, S'), test_src_len (M,), test_tgt (M, T').
     - max_tgt_len: the longest target in tokens, ``<eos>`` included (how long greedy decoding may run).
+    - val_pairs, val_src, val_src_len, val_tgt: the validation split (empty / None unless ``num_val``).
+    - long_pairs, long_src, long_src_len, long_tgt: sources longer than any in training (empty / None
+      unless ``max_src_len`` and ``num_long``); max_src_len: the cap on training sources, or None.
     """
 
     name: str
@@ -161,6 +166,22 @@ class TranslationTask:
     test_src_len: torch.Tensor = field(repr=False)
     test_tgt: torch.Tensor = field(repr=False)
     max_tgt_len: int = 0
+    val_pairs: list = field(default_factory=list)
+    val_src: torch.Tensor = field(default=None, repr=False)
+    val_src_len: torch.Tensor = field(default=None, repr=False)
+    val_tgt: torch.Tensor = field(default=None, repr=False)
+    long_pairs: list = field(default_factory=list)
+    long_src: torch.Tensor = field(default=None, repr=False)
+    long_src_len: torch.Tensor = field(default=None, repr=False)
+    long_tgt: torch.Tensor = field(default=None, repr=False)
+    max_src_len: int = None
+
+    def pairs(self, split):
+        """The (source, target) pairs of one split: "train", "val", "test" or "long"."""
+        named = {"train": self.train_pairs, "val": self.val_pairs, "test": self.test_pairs, "long": self.long_pairs}
+        if split not in named:
+            raise ValueError(f"split: expected one of {list(named)}, got {split!r}")
+        return named[split]
 
     def src_tokens(self, text):
         """The tokens of a source string, as the model reads them (``<eos>`` not included)."""
@@ -215,7 +236,8 @@ class TranslationTask:
         return make
 
 
-def make_task(name="numbers", *, num_train=20000, num_test=1000, level=None, max_digits=6, seed=0):
+def make_task(name="numbers", *, num_train=20000, num_test=1000, level=None, max_digits=6, seed=0,
+              num_val=0, max_src_len=None, num_long=0):
     """Build the fixed split of a translation-like task.
 
     - name="numbers": ``utils.data.number_word_pairs`` (numbers in words -> digits, 1 to
@@ -226,6 +248,17 @@ def make_task(name="numbers", *, num_train=20000, num_test=1000, level=None, max
 
     Training pairs come from ``seed``, held-out candidates from ``seed + 1``: the split is the same
     on every machine. Returns a :class:`TranslationTask`.
+
+    Optional splits (the defaults leave the task exactly as above):
+
+    - num_val: a validation split of ``num_val`` distinct pairs drawn like the held-out ones (from
+      ``seed + 2``), whose sources occur neither in training nor in the held-out (test) split. Tune
+      and check on it; report the test split once.
+    - max_src_len: keep only pairs whose source has at most this many tokens (at ``level``) in the
+      training, validation and test splits.
+    - num_long: with ``max_src_len``, a length-generalisation split ``long_pairs`` of ``num_long``
+      distinct pairs (from ``seed + 3``) whose sources are longer than ``max_src_len`` tokens, hence
+      longer than every training source (numbers: also >= 100, like the test split).
     """
     for arg, value in (("num_train", num_train), ("num_test", num_test)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -246,11 +279,45 @@ def make_task(name="numbers", *, num_train=20000, num_test=1000, level=None, max
         raise ValueError(f"name: expected 'numbers' or 'dates', got {name!r}")
     if level not in ("word", "char"):
         raise ValueError(f"level: expected 'word' or 'char', got {level!r}")
+    for arg, value in (("num_val", num_val), ("num_long", num_long)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{arg}: expected an int >= 0, got {value!r}")
+    if max_src_len is not None and (isinstance(max_src_len, bool) or not isinstance(max_src_len, int)
+                                    or max_src_len < 1):
+        raise ValueError(f"max_src_len: expected None or an int >= 1, got {max_src_len!r}")
+    if num_long and max_src_len is None:
+        raise ValueError("num_long: a length-generalisation split needs max_src_len (the cap on training sources)")
+
+    def draw(n, seed_):  # n candidate pairs drawn like the held-out ones
+        if name == "numbers":
+            return [p for p in number_word_pairs(n, max_digits=max_digits, seed=seed_) if int(p[1]) >= 100]
+        return date_pairs(n, seed=seed_)
+
+    def src_len(pair):
+        return len(tokenize(pair[0], level))
+
+    if max_src_len is not None:
+        pairs = [p for p in pairs if src_len(p) <= max_src_len]
+        candidates = [p for p in candidates if src_len(p) <= max_src_len]
     random.Random(seed).shuffle(candidates)
     train, test = split_pairs(pairs, candidates, num_test)
+    val, long = [], []
+    if num_val:
+        taken = {s for s, _ in test}
+        extra = [p for p in draw(4 * num_val + 100, seed + 2) if p[0] not in taken
+                 and (max_src_len is None or src_len(p) <= max_src_len)]
+        train, val = split_pairs(train, extra, num_val)
+    if num_long:
+        n = 8 * num_long + 100
+        while True:  # longer sources are rarer: draw until there are enough distinct ones
+            extra = [p for p in draw(n, seed + 3) if src_len(p) > max_src_len]
+            if len({s for s, _ in extra}) >= num_long or n > 10**6:
+                break
+            n *= 4
+        _, long = split_pairs(train, extra, num_long)
     src_vocab = Vocab([tokenize(s, level) for s, _ in train], specials=SPECIALS)
     tgt_vocab = Vocab([list(t) for _, t in train], specials=SPECIALS)
-    for src, tgt in test:  # every held-out token must be known
+    for src, tgt in test + val + long:  # every held-out token must be known
         for tok in tokenize(src, level):
             if tok not in src_vocab.stoi:
                 raise ValueError(f"held-out source {src!r} has token {tok!r} never seen in training: "
@@ -262,8 +329,19 @@ def make_task(name="numbers", *, num_train=20000, num_test=1000, level=None, max
     test_src, test_src_len = encode_texts([s for s, _ in test], src_vocab, level)
     train_tgt, _ = encode_texts([t for _, t in train], tgt_vocab, "char")
     test_tgt, _ = encode_texts([t for _, t in test], tgt_vocab, "char")
-    return TranslationTask(name, level, train, test, src_vocab, tgt_vocab, train_src, train_src_len, train_tgt,
-                           test_src, test_src_len, test_tgt, max(train_tgt.shape[1], test_tgt.shape[1]))
+    task = TranslationTask(name, level, train, test, src_vocab, tgt_vocab, train_src, train_src_len, train_tgt,
+                           test_src, test_src_len, test_tgt, max(train_tgt.shape[1], test_tgt.shape[1]),
+                           max_src_len=max_src_len)
+    for split, split_pairs_ in (("val", val), ("long", long)):
+        if split_pairs_:
+            ids, lengths = encode_texts([s for s, _ in split_pairs_], src_vocab, level)
+            tgt, _ = encode_texts([t for _, t in split_pairs_], tgt_vocab, "char")
+            setattr(task, f"{split}_pairs", split_pairs_)
+            setattr(task, f"{split}_src", ids)
+            setattr(task, f"{split}_src_len", lengths)
+            setattr(task, f"{split}_tgt", tgt)
+            task.max_tgt_len = max(task.max_tgt_len, tgt.shape[1])
+    return task
 
 
 def greedy_decode(step, batch_size, max_len, *, state=None, bos=BOS, eos=EOS, pad=PAD, device=None):
@@ -333,10 +411,32 @@ def accuracy_by_length(lengths, preds, targets, edges):
     return rows
 
 
-def format_length_table(results, unit="tokens"):
+def mean_over_seeds(runs):
+    """Average the tables of several runs (seeds) of one model.
+
+    runs: a list of K >= 1 lists returned by :func:`accuracy_by_length` with the same edges.
+    Returns one list of the same dicts, with "acc" the mean over the runs, "sd" their sample standard
+    deviation (0 for one run), "accs" the K values.
+    """
+    if not runs:
+        raise ValueError("runs: expected at least one run, got none")
+    for k, rows in enumerate(runs[1:], 1):
+        if [r["bucket"] for r in rows] != [r["bucket"] for r in runs[0]]:
+            raise ValueError(f"runs[{k}]: buckets differ from those of runs[0]")
+    out = []
+    for i, row in enumerate(runs[0]):
+        accs = [rows[i]["acc"] for rows in runs]
+        mean = sum(accs) / len(accs)
+        sd = math.sqrt(sum((a - mean) ** 2 for a in accs) / (len(accs) - 1)) if len(accs) > 1 else 0.0
+        out.append({**row, "acc": mean, "sd": sd, "accs": accs})
+    return out
+
+
+def format_length_table(results, unit="tokens", *, spread=False):
     """A printable table of accuracy by length for several models.
 
     results: dict model name -> the list returned by :func:`accuracy_by_length` (same edges).
+    spread: also print each row's "sd" (from :func:`mean_over_seeds`) as "mean ± sd".
     Returns a str.
     """
     if not results:
@@ -347,9 +447,13 @@ def format_length_table(results, unit="tokens"):
         if [r["bucket"] for r in results[name]] != [r["bucket"] for r in first]:
             raise ValueError(f"results[{name!r}]: buckets differ from those of {names[0]!r}")
     width = max(12, *(len(n) for n in names))
+
+    def cell(row):
+        return f"{row['acc']:.3f} ± {row['sd']:.3f}" if spread else f"{row['acc']:.3f}"
+
     head = f"{'input ' + unit:>14} {'n':>5} " + " ".join(f"{n:>{width}}" for n in names)
     lines = [head]
     for k, row in enumerate(first):
-        accs = " ".join(f"{results[n][k]['acc']:>{width}.3f}" for n in names)
+        accs = " ".join(f"{cell(results[n][k]):>{width}}" for n in names)
         lines.append(f"{row['bucket']:>14} {row['n']:>5} {accs}")
     return "\n".join(lines)
