@@ -80,3 +80,8 @@ def test_errors_name_the_argument():
         model.log_probs(torch.tensor([[0, 1]]), 0.1)
     with pytest.raises(ValueError, match="k: expected a number >= 0"):
         model.log_probs(train, -1)
+
+
+def test_num_distinct_counts_the_table():
+    model = NGramLM(torch.tensor([0, 1, 0, 1, 2]), 2, 3)  # bigrams 01, 10, 01, 12
+    assert model.num_distinct == 3 and model.num_train == 4

@@ -363,6 +363,7 @@ class NGramLM:
     counts (every n-gram's first n - 1 tokens), so the probabilities over the V next tokens sum to 1.
 
     ``NGramLM(train_ids, order, vocab_size)``: train_ids (L,) int64 tensor with L >= order.
+    ``num_distinct``: the number of distinct n-grams in the training ids (the entries the model stores).
 
     - ``log_probs(ids, k) -> (len(ids) - order + 1,)`` float64: log P(ids[i] | ids[i-n+1:i]) for every
       i >= order - 1 (the first order - 1 ids serve only as context).
@@ -379,6 +380,7 @@ class NGramLM:
         self._grams, self._gram_counts = torch.unique(grams, return_counts=True)  # sorted codes, their counts
         self._contexts, self._context_counts = torch.unique(grams // self.vocab_size, return_counts=True)
         self.num_train = len(grams)
+        self.num_distinct = len(self._grams)  # distinct n-grams seen in training: the size of the count table
 
     def _check_ids(self, name, ids):
         if not isinstance(ids, torch.Tensor) or ids.dim() != 1 or ids.dtype != torch.int64:
