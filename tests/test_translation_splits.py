@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from utils import translation as tr
+from utils.data import date_pairs
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +79,24 @@ def test_bad_split_arguments():
         tr.make_task("numbers", num_train=100, num_test=10, num_long=5)
     with pytest.raises(ValueError, match="split"):
         tr.make_task("numbers", num_train=100, num_test=10).pairs("dev")
+
+
+def test_date_fields_recover_the_date_from_every_format():
+    months = ["january", "february", "march", "april", "may", "june", "july", "august", "september",
+              "october", "november", "december"]
+    assert tr.date_fields("tue 3 mar 1998") == [""] * 4 + ["day", ""] + ["month"] * 3 + [""] + ["year"] * 4
+    assert tr.date_fields("12.3.1989")[:3] == ["day", "day", ""]
+    assert tr.date_fields("1950/3/16")[-2:] == ["day", "day"]
+    for src, tgt in date_pairs(3000, seed=5):
+        labels = tr.date_fields(src)
+        assert len(labels) == len(src)
+        part = {name: "".join(c for c, lab in zip(src, labels) if lab == name) for name in ("year", "month", "day")}
+        year = int(part["year"]) + (1900 if len(part["year"]) == 2 else 0)
+        month = int(part["month"]) if part["month"].isdigit() else 1 + [m[:3] for m in months].index(part["month"][:3])
+        day = int(part["day"].rstrip("stndrh"))
+        assert f"{year:04d}-{month:02d}-{day:02d}" == tgt, (src, labels)
+    with pytest.raises(TypeError, match="source"):
+        tr.date_fields(["3.3.1998"])
 
 
 def test_mean_over_seeds_and_spread_table():

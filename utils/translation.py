@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .data import Vocab, date_pairs, number_word_pairs
+from .data import _MONTHS, Vocab, date_pairs, number_word_pairs
 
 __all__ = [
     "SPECIALS", "PAD", "BOS", "EOS", "tokenize", "pad_sequences", "encode_texts", "shift_right",
     "split_pairs", "TranslationTask", "make_task", "greedy_decode", "exact_match", "accuracy_by_length",
-    "format_length_table", "mean_over_seeds",
+    "format_length_table", "mean_over_seeds", "date_fields",
 ]
 
 SPECIALS = ("<pad>", "<bos>", "<eos>")
@@ -457,3 +457,40 @@ def format_length_table(results, unit="tokens", *, spread=False):
         accs = " ".join(f"{cell(results[n][k]):>{width}}" for n in names)
         lines.append(f"{row['bucket']:>14} {row['n']:>5} {accs}")
     return "\n".join(lines)
+
+
+_MONTH_WORDS = set(_MONTHS) | {m[:3] for m in _MONTHS}
+
+
+def date_fields(source):
+    """Which part of the date each character of a ``utils.data.date_pairs`` source writes.
+
+    Example: "tue 3 mar 1998" -> ["", "", "", "", "day", "", "month", "month", "month", "", "year", ...].
+    Labels are "year", "month", "day" or "" (weekday, "of", spaces, separators). Ordinal suffixes
+    ("3rd") belong to the day. Numeric formats are read as the data writes them: "y/m/d" when the
+    first number has 4 digits, "d.m.y" with dots, else "m/d/y" (the year with 4 or 2 digits).
+
+    Returns a list of len(source) str.
+    """
+    if not isinstance(source, str):
+        raise TypeError(f"source: expected a str, got {type(source).__name__}")
+    labels = [""] * len(source)
+    numbers = list(re.finditer(r"\d+", source))
+    if re.fullmatch(r"\d+[/.]\d+[/.]\d+", source):
+        if len(numbers[0].group()) == 4:
+            order = ("year", "month", "day")
+        elif "." in source:
+            order = ("day", "month", "year")
+        else:
+            order = ("month", "day", "year")
+        for match, name in zip(numbers, order):
+            labels[match.start():match.end()] = [name] * (match.end() - match.start())
+        return labels
+    for match in re.finditer(r"\d+(?:st|nd|rd|th)?|[a-z]+", source):
+        word = match.group()
+        if word[0].isdigit():
+            name = "year" if word.isdigit() and len(word) == 4 else "day"
+        else:
+            name = "month" if word in _MONTH_WORDS else ""
+        labels[match.start():match.end()] = [name] * (match.end() - match.start())
+    return labels
