@@ -76,9 +76,11 @@ def compare(actual, expected, name="output", *, atol=1e-5, rtol=1e-4, dims=None,
         return f"{name}: shape {want_shape} expected, got {got_shape}{_shape_hint(got_shape, want_shape)}"
     if check_dtype and actual.dtype != expected.dtype:
         hint = ""
-        if torch.float64 in (actual.dtype, expected.dtype):
+        if expected.dtype == torch.float64 and actual.dtype == torch.float32:
             hint = (" (float64 in must give float64 out: make new tensors with the inputs' dtype, e.g. "
                     "x.new_zeros(...) or torch.zeros(..., dtype=x.dtype), not torch.zeros(...) alone)")
+        elif expected.dtype == torch.float32 and actual.dtype == torch.float64:
+            hint = " (a float32 result is expected here: convert it at the end, e.g. .float())"
         return f"{name}: dtype {expected.dtype} expected, got {actual.dtype}{hint}"
     if actual.numel() == 0:
         return None
@@ -171,8 +173,9 @@ ERROR_HINTS = [
      "(x.new_zeros(...), torch.zeros(..., dtype=x.dtype)) instead of the float32 default"),
     (r"cannot unpack non-iterable|not enough values to unpack|too many values to unpack",
      "a function returned a different number of values than the code unpacks"),
-    (r"unsupported operand type\(s\).*tuple|'tuple' object has no attribute",
-     "a tuple was used as a tensor: a function that returns (output, weights) needs [0] or unpacking"),
+    (r"unsupported operand type\(s\).*tuple|'tuple' object has no attribute|tuple indices must be integers",
+     "a tuple was used as a tensor: a function or module that returns a pair, (output, weights) or "
+     "(output, state), needs [0] or unpacking (output, _ = ...)"),
 ]
 
 

@@ -108,7 +108,10 @@ def probe_gates(step, x, h_prev, c_prev, W_ih, W_hh, b_ih, b_hh):
 
 _CELL_HINTS = [(r"shapes cannot be multiplied",
                 "W_ih is (4H, D) and W_hh is (4H, H), PyTorch's (out, in) layout: the product is x @ W_ih.T "
-                "(a missing transpose .T?)")]
+                "(a missing transpose .T?)"),
+               (r"size of tensor a \(\d+\) must match the size of tensor b",
+                "the pre-activations x @ W_ih.T + ... are (N, 4H): cut them into the four gates along the "
+                "features, gates.chunk(4, dim=1) (or slices [:, 0:H], [:, H:2H], ...), not along the batch")]
 
 
 def _permuted(W, order):
@@ -407,7 +410,11 @@ def check_cell_backward(cell_backward, ref_cell, x, h_prev, c_prev, dh_next, dc_
         result = call_answer(cell_backward, dh_next.clone(), dc_next.clone(), cache, part="part 3",
                              name="lstm_cell_backward", hints=_BACKWARD_HINTS)
     got = dict(zip(want, _outputs(result, "lstm_cell_backward", 6)))
-    problems = []
+    # Shapes and dtypes first (a float32 tensor among float64 ones is named as such, not as a tiny difference).
+    problems = [m for m in (compare(got[n], want[n], n, atol=float("inf"), check_dtype=True) for n in want)
+                if m is not None]
+    if problems:
+        raise CheckError("against torch.autograd on torch.nn.LSTMCell:\n" + "\n".join(problems))
     for name in ("dx", "dh_prev", "dc_prev"):
         second = "input unit" if name == "dx" else "unit"
         m = compare(got[name], want[name], name, atol=atol, rtol=rtol, dims=("batch", second))
@@ -486,8 +493,16 @@ def check_adding_model(model_class, num_hiddens=4, *, verbose=True):
             msg += (": self.head returns (N, 1); .squeeze(-1) makes it (N,), the shape of the targets (with (N, 1) "
                     "the loss broadcasts (N, 1) against (N,) to (N, N) and the model learns the mean)")
         raise CheckError(msg)
+    # The sum is known only after the last step: the predictions must depend on the last time step's input.
+    X_last = X.clone()
+    X_last[:, -1] = torch.tensor([0.9, 1.0])  # a marked value at the last step
+    with torch.no_grad(), forbid(*FORBIDDEN):
+        pred_last = call_answer(model, X_last, part="part 4", name="AddingModel.forward")
+    if torch.equal(pred_last, pred):
+        raise CheckError("AddingModel.forward: the predictions do not change when the input at the last time step "
+                         "changes: the head must read the last hidden state, output[:, -1] (not output[:, 0])")
     if verbose:
-        print("  ok: AddingModel maps (N, T, 2) to predictions of shape (N,)")
+        print("  ok: AddingModel maps (N, T, 2) to predictions of shape (N,) that depend on the last time step")
 
 
 def check_adding_predictions(model, X, y, bar, *, baseline=1 / 6):

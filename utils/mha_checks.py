@@ -93,6 +93,13 @@ def check_attention(attention, q, k, v, mask=None, *, atol=1e-5, case=""):
             if compare(w, unscaled, atol=atol, rtol=1e-4) is None:
                 msg += (" (your weights are the softmax of q k^T without the division by sqrt(d_k) = "
                         f"sqrt({q.shape[-1]}))")
+            elif mask is not None and bool(((w != 0) & ~mask.broadcast_to(w.shape)).any()):
+                msg += (" (pairs where the mask is False got weights above 0: set their scores to -inf before the "
+                        "softmax, scores.masked_fill(~mask, float('-inf')); multiplying by the mask gives them score "
+                        "0, which still gets weight)")
+            elif w.shape[-2] > 1 and compare(w.sum(-2), torch.ones_like(w.sum(-2)), atol=atol) is None:
+                msg += (" (your weights sum to 1 over the queries: the softmax must run over the keys, the last "
+                        "dimension, torch.softmax(scores, dim=-1))")
         raise CheckError(msg)
     assert_close(w.sum(-1), torch.ones_like(ref_w.sum(-1)), f"{case}: sum of the weights over the keys",
                  atol=atol, dims=w_dims[:-1])
@@ -171,8 +178,14 @@ def check_heads(split_heads, merge_heads, x, num_heads, case=""):
         raise CheckError(msg)
     with forbid(*REIMPLEMENTED):
         merged = call_answer(merge_heads, split, part="part 2", name="merge_heads")
-    assert_close(merged, x, f"{case}: merge_heads(split_heads(x, {num_heads}))", atol=0, rtol=0,
-                 dims=("batch", "position", "feature"), check_dtype=True)
+    msg = compare(merged, x, f"{case}: merge_heads(split_heads(x, {num_heads}))", atol=0, rtol=0,
+                  dims=("batch", "position", "feature"), check_dtype=True)
+    if msg is not None:
+        if isinstance(merged, torch.Tensor) and merged.shape == x.shape and \
+                torch.equal(merged, split.reshape(x.shape)):
+            msg += (" (you reshaped (N, num_heads, L, head_dim) straight to (N, L, d_model): move the heads back "
+                    "next to the features first, x.transpose(1, 2), then reshape)")
+        raise CheckError(msg)
     heads = torch.randn(x.shape[0], num_heads, x.shape[1], x.shape[2] // num_heads, dtype=x.dtype)
     with forbid(*REIMPLEMENTED):
         merged = call_answer(merge_heads, heads, part="part 2", name="merge_heads")
@@ -266,8 +279,9 @@ def check_allowed(mha_allowed_mask, kpm, attn, N, H, L, S, case):
     try:
         got = got.broadcast_to(N, H, L, S)
     except RuntimeError:
-        raise CheckError(f"{case}: shape {tuple(got.shape)} does not broadcast to (N, H, L, S) = {(N, H, L, S)}") \
-            from None
+        raise CheckError(f"{case}: shape {tuple(got.shape)} does not broadcast to (N, H, L, S) = {(N, H, L, S)} "
+                         "(key_padding_mask (N, S) must become (N, 1, 1, S), m[:, None, None, :]; attn_mask (L, S) "
+                         "becomes (1, 1, L, S), m[None, None])") from None
     expected = _expected_allowed(kpm, attn, N, H, L, S)
     wrong = got != expected
     if bool(wrong.any()):
@@ -275,6 +289,10 @@ def check_allowed(mha_allowed_mask, kpm, attn, N, H, L, S, case):
         hint = ""
         if bool(wrong.all()):
             hint = " (mask convention: True must mean MAY attend in the result: did you invert the masks?)"
+        elif kpm is not None and attn is not None and torch.equal(
+                got, _expected_allowed(kpm, None, N, H, L, S) | _expected_allowed(None, attn, N, H, L, S)):
+            hint = (" (a pair is allowed only when NEITHER mask forbids it: combine the two allowed masks with & "
+                    "(and), not | (or))")
         elif attn is not None and attn.dim() == 3 and N > 1 and H > 1 and \
                 torch.equal(got, _expected_allowed(kpm, attn, N, H, L, S, head_major=True)):
             hint = (" (your 3-D attn_mask is reshaped head-major, as (num_heads, N, L, S); its entries are "
@@ -425,6 +443,42 @@ def _which_heads(ref, mine, query, key, value, atol, masks):
     return f" Heads that differ when run alone: {bad} of {ref.num_heads}." if bad else ""
 
 
+def _forgotten_piece(ref, out, query, key, value, atol, masks):
+    """A named cause when the output is PyTorch's with one piece left out: the in_proj bias, the out_proj
+    bias, or out_proj altogether."""
+    if not (isinstance(out, torch.Tensor) and out.shape[:-1] == query.shape[:-1]):
+        return ""
+    E = ref.embed_dim
+
+    def zero_bias(blocks):
+        def change(state):
+            for k in blocks:
+                state["in_proj_bias"][k * E:(k + 1) * E] = 0
+        return change
+
+    def drop_out_proj(state):
+        state["out_proj.weight"] = torch.eye(E, dtype=query.dtype)
+        state["out_proj.bias"].zero_()
+
+    variants = [("your projections leave out the bias: query @ W_Q.T + b_Q, key @ W_K.T + b_K, value @ W_V.T + b_V "
+                 "(in_proj_bias holds b_Q, b_K, b_V)", zero_bias((0, 1, 2)))]
+    variants += [(f"your {n} projection leaves out its bias b_{n} (entries {rows} of in_proj_bias)", zero_bias((k,)))
+                 for k, (n, rows) in enumerate(zip("QKV", ("0:E", "E:2E", "2E:3E")))]
+    variants += [("your output leaves out out_proj's bias: use self.out_proj(...) itself, an nn.Linear",
+                  lambda state: state["out_proj.bias"].zero_()),
+                 ("your output is the merged heads without out_proj: apply self.out_proj to the merged heads",
+                  drop_out_proj)]
+    for text, change in variants:
+        state = {name: t.clone() for name, t in ref.state_dict().items()}
+        change(state)
+        variant = nn.MultiheadAttention(E, ref.num_heads, batch_first=True).to(query.dtype)
+        variant.load_state_dict(state)
+        with torch.no_grad():
+            if compare(out, variant(query, key, value, **masks)[0], atol=atol) is None:
+                return f" ({text}.)"
+    return ""
+
+
 def check_mha(module_class, N, L, S, E, H, *, dtype=torch.float32, self_attention=False, atol=1e-5, case="",
               parts=None, part=None, **masks):
     """``module_class(E, H, **parts)`` with nn.MultiheadAttention's weights (random biases) against it:
@@ -447,6 +501,11 @@ def check_mha(module_class, N, L, S, E, H, *, dtype=torch.float32, self_attentio
         details = "; ".join(m for m in (w_msg, out_msg) if m) + "."
         if cause and not cause.startswith(" Heads"):  # a named cause first, the numbers after it
             raise CheckError(f"{case}:{cause}\n  {details}")
+        if isinstance(w, torch.Tensor) and tuple(w.shape) == (N, H, L, S) and H > 1:
+            cause = (" Your weights keep one map per head, (N, num_heads, L, S): like PyTorch's module, return them "
+                     "averaged over the heads, weights.mean(dim=1), (N, L, S).")
+        elif cause.startswith(" Heads") or not cause:
+            cause = _forgotten_piece(ref, out, query, key, value, atol, masks) or cause
         if not cause:
             cause = (" Look at the Q and K projections, the scaling and the averaging over heads." if w_msg else
                      " The weights agree, so look at the V projection, the merge and out_proj.")
@@ -610,7 +669,33 @@ def check_block(block_class, N, L, d_model, H, ff, *, dtype=torch.float32, padde
         if compare(got, pre(x, src_key_padding_mask=kpm), atol=atol) is None:
             msg += (" (your block is pre-norm, x + sublayer(norm(x)); this one is post-norm, as in the paper and "
                     "PyTorch's default: x = norm1(x + self_attn(x, x, x)), then x = norm2(x + ff(x)))")
+        else:
+            msg += _block_variant(ref, x, kpm, got, atol)
     raise CheckError(msg)
+
+
+def _block_variant(ref, x, kpm, got, atol):
+    """A named cause when the block output is post-norm with a residual connection or a norm left out."""
+    def run(res1=True, res2=True, norm1=True, norm2=True):
+        with torch.no_grad():
+            a = ref.self_attn(x, x, x, key_padding_mask=kpm)[0]
+            h = (x + a) if res1 else a
+            h = ref.norm1(h) if norm1 else h
+            f = ref.linear2(torch.relu(ref.linear1(h)))
+            out = (h + f) if res2 else f
+            return ref.norm2(out) if norm2 else out
+    variants = {
+        " (the attention sub-layer has no residual connection: norm1(x + attended), not norm1(attended))":
+            dict(res1=False),
+        " (the feed-forward sub-layer has no residual connection: norm2(x + ff(x)), not norm2(ff(x)))":
+            dict(res2=False),
+        " (norm1 is missing after the attention sub-layer)": dict(norm1=False),
+        " (norm2 is missing after the feed-forward sub-layer)": dict(norm2=False),
+    }
+    for text, kwargs in variants.items():
+        if compare(got, run(**kwargs), atol=atol) is None:
+            return text
+    return ""
 
 
 def visible_part8(block_class):
