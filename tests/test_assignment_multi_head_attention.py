@@ -204,6 +204,9 @@ MISTAKES = {
     "mask applied by multiplication": (
         [("attention", 'scores = scores.masked_fill(~mask, float("-inf"))', "scores = scores * mask")], 1,
         ["-inf before the softmax"]),
+    "softmax by hand, overflowing": (
+        [("attention", "weights = torch.softmax(scores, dim=-1)  # (..., L, S)",
+          "weights = torch.exp(scores) / torch.exp(scores).sum(-1, keepdim=True)")], 1, ["overflows", "torch.softmax"]),
     "merge by reshape alone": ([("heads", "return x.transpose(1, 2).reshape(N, L, H * head_dim)",
                                  "return x.reshape(N, L, H * head_dim)")], 2, ["transpose(1, 2), then reshape"]),
     "forgotten bias b_Q": ([("mha", "query @ w_q.T + b_q", "query @ w_q.T")], 5, ["leaves out its bias b_Q"]),

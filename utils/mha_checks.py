@@ -93,6 +93,9 @@ def check_attention(attention, q, k, v, mask=None, *, atol=1e-5, case=""):
             if compare(w, unscaled, atol=atol, rtol=1e-4) is None:
                 msg += (" (your weights are the softmax of q k^T without the division by sqrt(d_k) = "
                         f"sqrt({q.shape[-1]}))")
+            elif not bool(w.isfinite().all()) and bool(ref_w.isfinite().all()):
+                msg += (" (your softmax overflows on large scores: exp of a large score is inf, and inf / inf is "
+                        "NaN; torch.softmax(scores, dim=-1) subtracts each row's maximum first)")
             elif mask is not None and bool(((w != 0) & ~mask.broadcast_to(w.shape)).any()):
                 msg += (" (pairs where the mask is False got weights above 0: set their scores to -inf before the "
                         "softmax, scores.masked_fill(~mask, float('-inf')); multiplying by the mask gives them score "
@@ -130,7 +133,8 @@ def check_no_allowed_key_raises(attention):
 
 def visible_part1(attention):
     """Part 1: no mask; a mask (N, L, S); a causal (L, S) mask broadcast over 4-D (N, H, L, S) inputs; a
-    padding mask (N, 1, 1, S) with L != S; float64 to float64 precision; a fully masked row raises."""
+    padding mask (N, 1, 1, S) with L != S; float64 to float64 precision; large scores; a fully masked row
+    raises."""
     torch.manual_seed(1)
     q, k, v = torch.randn(2, 3, 4), torch.randn(2, 5, 4), torch.randn(2, 5, 6)  # L=3, S=5, E=4, Ev=6
     check_attention(attention, q, k, v, case="no mask, L=3, S=5")
@@ -145,6 +149,8 @@ def visible_part1(attention):
     check_attention(attention, q, k, v, pad, case="padding mask (N, 1, 1, S)")
     q, k, v = (torch.randn(2, 4, 5, dtype=torch.float64) for _ in range(3))
     check_attention(attention, q, k, v, atol=1e-12, case="float64")
+    q, k, v = 40 * torch.randn(2, 3, 16), 40 * torch.randn(2, 5, 16), torch.randn(2, 5, 4)
+    check_attention(attention, q, k, v, atol=1e-4, case="large scores (the softmax must not overflow)")
     check_no_allowed_key_raises(attention)
 
 
