@@ -225,7 +225,9 @@ def report_parts(parts, *, file=None):
                 results[label] = None
             except Exception as err:  # noqa: BLE001 (the table reports every failure)
                 text = str(err).strip() or type(err).__name__
-                if not isinstance(err, AssertionError):
+                if isinstance(err, NameError):  # a name this part defines or computes is missing
+                    text = f"not run yet ({text}): run this part's cells first"
+                elif not isinstance(err, AssertionError):
                     text = f"{type(err).__name__}: {text}"
                 results[label] = text.splitlines()[0]
     width = max(len(label) for label in results)
