@@ -15,7 +15,7 @@ import nbformat
 import pytest
 import torch
 
-from utils import grading, lstm_checks
+from utils import grading, lstm_checks, reference
 from utils.checks import CheckError
 
 NAME = "lstm"
@@ -73,7 +73,8 @@ def test_checks_pass_the_source_answers(capsys):
                                     torch.randn(2, 4).double(), atol=1e-12, rtol=1e-10)
     lstm_checks.check_lstm_module(ns["LSTM"], 3, 3, num_layers=3, initial_state=True, grads=True,
                                   dtype=torch.float64, atol=1e-12, rtol=1e-10)
-    assert capsys.readouterr().out.count("ok:") == 3
+    lstm_checks.check_lstm_module(ns["LSTM"], 3, 3, num_layers=2, grads=True, cell_forward=reference.lstm_cell_forward)
+    assert capsys.readouterr().out.count("ok:") == 4
 
 
 def test_probed_gates_are_the_gates():
@@ -98,7 +99,7 @@ def _forward_variant(old, new):
 
 
 @pytest.mark.parametrize("old,new,expect", [
-    ("i, f, g, o = gates.chunk(4, dim=1)", "i, f, o, g = gates.chunk(4, dim=1)", "candidate g"),
+    ("i, f, g, o = gates.chunk(4, dim=1)", "i, f, o, g = gates.chunk(4, dim=1)", "gate order"),
     (" + h_prev @ W_hh.T + b_hh", " + h_prev @ W_hh.T", "c_next: differs"),
     ("torch.tanh(g), torch.sigmoid(o)", "torch.sigmoid(g), torch.sigmoid(o)", "candidate g (cell update): differs"),
     ("torch.sigmoid(i), torch.sigmoid(f)", "torch.sigmoid(i), torch.sigmoid(f) * 0 + 1", "forget gate f: differs"),
@@ -139,7 +140,7 @@ def _module_variant(old, new):
     return ns["LSTM"]
 
 
-STEP = "h, c, _ = lstm_cell_forward(layer_input[:, t], h, c, *weights)"
+STEP = "h, c, _ = self.cell_forward(layer_input[:, t], h, c, *weights)"
 
 
 @pytest.mark.parametrize("old,new,kwargs,expect", [
@@ -152,7 +153,8 @@ STEP = "h, c, _ = lstm_cell_forward(layer_input[:, t], h, c, *weights)"
 ])
 def test_module_check_says_what_differs(old, new, kwargs, expect):
     with pytest.raises(CheckError) as err:
-        lstm_checks.check_lstm_module(_module_variant(old, new), 4, 5, **kwargs)
+        lstm_checks.check_lstm_module(_module_variant(old, new), 4, 5, cell_forward=reference.lstm_cell_forward,
+                                      **kwargs)
     assert expect in str(err.value), str(err.value)
 
 
@@ -167,6 +169,7 @@ def _backward_variant(old, new):
 @pytest.mark.parametrize("old,new,expect", [
     ("dc = dc_next + dh_next * o * (1 - tanh_c**2)", "dc = dc_next", "dc_prev: differs"),
     ("dg * (1 - g**2), do * o * (1 - o)]", "do * o * (1 - o), dg * (1 - g**2)]", "gate blocks that differ: g, o"),
+    ("dg * (1 - g**2), do * o * (1 - o)]", "do * o * (1 - o), dg * (1 - g**2)]", "order (i, f, o, g)"),
     ("db = dgates.sum(dim=0)", "db = dgates.mean(dim=0)", "db: differs"),
 ])
 def test_backward_check_names_the_wrong_gradient(old, new, expect):
@@ -176,6 +179,107 @@ def test_backward_check_names_the_wrong_gradient(old, new, expect):
         lstm_checks.check_cell_backward(_backward_variant(old, new), ref, torch.randn(4, 3), torch.randn(4, 5),
                                         torch.randn(4, 5), torch.randn(4, 5), torch.randn(4, 5))
     assert expect in str(err.value), str(err.value)
+
+
+# ------------------------------------------------ re-run as a student: each mistake names its cause
+# Each mistake of issue 16 is a mutation of the solution's answer; the visible test of its part (the
+# function its test cell calls) must fail with a message naming the cause.
+
+BUFFER_LOOP = [("lstm_module", "outputs = []", "outputs = torch.zeros(N, T, self.hidden_size)  # float32 buffer"),
+               ("lstm_module", "outputs.append(h)", "outputs[:, t] = h"),
+               ("lstm_module", "layer_input = torch.stack(outputs, dim=1)", "layer_input = outputs")]
+MISTAKES = {
+    "float32 buffer in the module": (BUFFER_LOOP, "visible_part2", ["part 2", "float64", "dtype=x.dtype"]),
+    "float32 buffer in the step": (
+        [("lstm_cell_forward", "h_next = o * torch.tanh(c_next)  # (N, H)",
+          "h_next = torch.zeros(x.shape[0], c_prev.shape[1])\n    h_next[:] = o * torch.tanh(c_next)")],
+        "visible_part1", ["dtype torch.float64 expected, got torch.float32", "float64 in must give float64 out"]),
+    "gates in CS231n's order": ([("lstm_cell_forward", "i, f, g, o = gates.chunk(4, dim=1)",
+                                  "i, f, o, g = gates.chunk(4, dim=1)")], "visible_part1",
+                                ["gate order", "(i, f, o, g)", "PyTorch's order is (i, f, g, o)"]),
+    "missing transpose": ([("lstm_cell_forward", "x @ W_ih.T", "x @ W_ih")], "visible_part1",
+                          ["part 1", "lstm_cell_forward raised RuntimeError", "mat1 and mat2", "transpose",
+                           "(4, 3) float32"]),
+    "missing transpose in the backward": ([("lstm_cell_backward", "dW_ih = dgates.T @ x", "dW_ih = dgates @ x")],
+                                          "visible_part3", ["part 3", "transpose"]),
+    "backward gates in the wrong order": ([("lstm_cell_backward", "dg * (1 - g**2), do * o * (1 - o)]",
+                                            "do * o * (1 - o), dg * (1 - g**2)]")], "visible_part3", ["gate order"]),
+    "global step instead of self.cell_forward": ([("lstm_module", "self.cell_forward(layer_input",
+                                                   "lstm_cell_forward(layer_input")],
+                                                 "visible_part2", ["never called self.cell_forward"]),
+    "layers not chained": ([("lstm_module", "layer_input = torch.stack(outputs, dim=1)", "pass")], "visible_part2",
+                           ["output: shape (3, 6, 5) expected, got (3, 6, 4)", "chained"]),
+    "head without squeeze": ([("adding_model", ".squeeze(-1)", "")], "check_adding_model",
+                             ["shape (3,) expected, got (3, 1)", ".squeeze(-1)"]),
+    "AddingModel without unpacking": ([("adding_model", "output, _ = self.recurrent(X)",
+                                        "output = self.recurrent(X)")], "check_adding_model",
+                                      ["part 4", "(3, 7, 2) float32", "unpacking"]),
+    "head on the first time step": ([("adding_model", "output[:, -1]", "output[:, 0]")], "check_adding_model",
+                                    ["output[:, -1]"]),
+    "float32 buffer in the backward": ([("lstm_cell_backward", "db = dgates.sum(dim=0)",
+                                         "db = torch.zeros(dgates.shape[1])\n    db += dgates.sum(dim=0)")],
+                                       "visible_part3", ["db: dtype torch.float64 expected", "dtype=x.dtype"]),
+    "gates chunked along the batch": ([("lstm_cell_forward", "gates.chunk(4, dim=1)", "gates.chunk(4, dim=0)")],
+                                      "visible_part1", ["part 1", "chunk(4, dim=1)"]),
+    "unwritten step": ([("lstm_cell_forward", "gates = x @ W_ih.T",
+                         "raise NotImplementedError()\n    gates = x @ W_ih.T")],
+                       "visible_part1", ["not written yet"]),
+}
+
+
+def _mutated(edits):
+    cells = _cells(_source())
+    ns = {}
+    for gid in ["imports", "lstm_cell_forward", "lstm_module", "lstm_cell_backward", "adding_model"]:
+        src = cells[gid].source
+        for g, old, new in edits:
+            if g == gid:
+                assert old in src, (gid, old)
+                src = src.replace(old, new)
+        exec(compile(src, gid, "exec"), ns)
+    return ns
+
+
+@pytest.mark.parametrize("mistake", list(MISTAKES))
+def test_a_student_sees_the_cause(mistake, capsys):
+    edits, check, expected = MISTAKES[mistake]
+    ns = _mutated(edits)
+    target = {"visible_part1": "lstm_cell_forward", "visible_part2": "LSTM", "visible_part3": "lstm_cell_backward",
+              "check_adding_model": "AddingModel"}[check]
+    with pytest.raises(CheckError) as err:
+        getattr(lstm_checks, check)(ns[target])
+    for text in expected:
+        assert text in str(err.value), f"{mistake}: {text!r} not in\n{err.value}"
+
+
+def test_each_part_is_tested_with_the_reference_of_the_parts_below():
+    # a wrong step costs part 1 only: the module test (reference step) and the training's choice of parts
+    ns = _mutated(MISTAKES["gates in CS231n's order"][0])
+    lstm_checks.visible_part2(ns["LSTM"])
+    cell, lstm_class, note = lstm_checks.working_parts(ns["lstm_cell_forward"], ns["LSTM"])
+    assert cell is reference.lstm_cell_forward and lstm_class is ns["LSTM"] and "fails part 1" in note
+    ns = _mutated(BUFFER_LOOP)
+    cell, lstm_class, note = lstm_checks.working_parts(ns["lstm_cell_forward"], ns["LSTM"])
+    assert cell is ns["lstm_cell_forward"] and lstm_class is reference.LSTM and "fails part 2" in note
+
+
+def test_the_table_of_parts(capsys):
+    ns = _mutated(MISTAKES["gates in CS231n's order"][0])
+    from utils.checks import report_parts
+
+    results = report_parts([("part 1", lambda: lstm_checks.visible_part1(ns["lstm_cell_forward"])),
+                            ("part 2", lambda: lstm_checks.visible_part2(ns["LSTM"])),
+                            ("part 4", lambda: eval("X_test", {}))])  # a part whose cells were not run
+    out = capsys.readouterr().out
+    assert results["part 2"] is None and "gate order" in results["part 1"]
+    assert "FAILED: gate order" in out and "1 of 3 parts pass" in out
+    assert results["part 4"].startswith("not run yet")
+
+
+def test_no_blanket_warning_filter_and_no_global_swap():
+    text = "\n".join(c.source for c in _source().cells)
+    assert "filterwarnings(\"ignore\")" not in text and "itertools" not in text
+    assert "lstm_cell_forward = " not in text  # nothing rebinds the student's function
 
 
 # ------------------------------------------------------------------- nbgrader round trip (slow)

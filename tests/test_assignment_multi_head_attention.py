@@ -14,8 +14,10 @@ import shutil
 
 import nbformat
 import pytest
+import torch
 
-from utils import grading
+from utils import grading, mha_checks, reference
+from utils.checks import CheckError, report_parts
 
 NAME = "multi_head_attention"
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -106,18 +108,17 @@ def test_a_partial_submission_gets_exactly_the_points_of_its_parts(graded):
 
 
 def test_uninverted_masks_and_swapped_sin_cos_lose_their_parts(graded):
+    # parts 6 and 8 run on the reference mask conversion and module: only parts 4 and 7 are lost
     scores = _scores(graded["masksign"])
-    lost = {"test_masks", "test_mha_masked", "test_positional", "test_block"}  # the block test pads keys
-    assert {gid for gid in lost if scores[gid] == 0} == lost, scores
-    kept = {"test_attention", "test_heads", "test_causal", "test_mha"}
-    assert {gid for gid in kept if scores[gid] == POINTS[gid]} == kept, scores
+    lost = {"test_masks", "test_positional"}
+    assert {gid for gid, s in scores.items() if s == 0} == lost, scores
 
 
 def test_attention_without_sqrt_dk_loses_its_parts(graded):
+    # parts 5, 6 and 8 run on the reference attention; part 9 trains the student's own parts together
     scores = _scores(graded["nosqrt"])
-    lost = {"test_attention", "test_mha", "test_mha_masked", "test_block"}  # all use part 1
-    assert {gid for gid in lost if scores[gid] == 0} == lost, scores
-    kept = {"test_heads", "test_causal", "test_masks", "test_positional"}
+    assert scores["test_attention"] == 0, scores
+    kept = set(POINTS) - {"test_attention", "test_training"}
     assert {gid for gid in kept if scores[gid] == POINTS[gid]} == kept, scores
 
 
@@ -144,3 +145,163 @@ def test_the_audit_flags_an_answer_that_calls_pytorchs_attention(source):
                                            "    output = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)")])
     kinds = {(gid, kind) for _, gid, kind, _ in grading.audit(nb, NAME)}
     assert ("attention", "forbidden") in kinds
+
+
+# ------------------------------------------------ re-run as a student: each mistake names its cause
+# Each mistake of issue 16 (and the same kind of mistake as in the LSTM assignment) is a mutation of
+# the solution's answer; the visible test of its part must fail with a message naming the cause.
+
+PRE_NORM = ("""        attended, _ = self.self_attn(x, x, x, key_padding_mask=key_padding_mask)  # (N, L, d_model)
+        x = self.norm1(x + attended)  # (N, L, d_model)
+        x = self.norm2(x + self.linear2(torch.relu(self.linear1(x))))  # (N, L, d_model)""",
+            """        h = self.norm1(x)
+        attended, _ = self.self_attn(h, h, h, key_padding_mask=key_padding_mask)
+        x = x + attended
+        x = x + self.linear2(torch.relu(self.linear1(self.norm2(x))))""")
+MISTAKES = {
+    "3-D attn_mask reshaped head-major": (
+        [("masks", "from_attn = ~attn_mask.reshape(-1, num_heads, L, S)",
+          "from_attn = ~attn_mask.reshape(num_heads, -1, L, S).transpose(0, 1)")], 4, ["head-major"]),
+    "lecture 5's mask convention in part 1": (
+        [("attention", "scores.masked_fill(~mask,", "scores.masked_fill(mask,")], 1,
+        ["mask convention inverted", "lecture 5"]),
+    "PyTorch's masks passed straight to part 1": (
+        [("mha", "mask = self.allowed_mask(key_padding_mask, attn_mask)",
+          "mask = attn_mask if attn_mask is not None else key_padding_mask")], 6,
+        ["mask convention", "self.allowed_mask"]),
+    "forgotten [0] in the encoder block": (
+        [("block", "attended, _ = self.self_attn(", "attended = self.self_attn(")], 8, ["part 8", "[0]", "tuple"]),
+    "pre-norm block": ([("block", *PRE_NORM)], 8, ["pre-norm"]),
+    "positional exponent i / d": (
+        [("positional", "two_i = torch.arange(0, d_model, 2, dtype=torch.float64)",
+          "two_i = torch.arange(0, d_model // 2, dtype=torch.float64)")], 7, ["exponent", "10000 ** (i / d_model)"]),
+    "sin and cos swapped": (SIN_COS_SWAPPED, 7, ["sin and cos swapped"]),
+    "float32 buffer in attention": (
+        [("attention", "output = weights @ v  # (..., L, Ev)",
+          "output = torch.zeros(*q.shape[:-1], v.shape[-1])\n    output[:] = weights @ v")], 1,
+        ["float64", "dtype=x.dtype"]),
+    "missing transpose of the projections": (
+        [("mha", "query @ w_q.T", "query @ w_q"), ("mha", "key @ w_k.T", "key @ w_k"),
+         ("mha", "value @ w_v.T", "value @ w_v")], 5, ["missing transpose"]),
+    "Q and K blocks swapped": (
+        [("mha", "w_q, w_k, w_v = self.in_proj_weight", "w_k, w_q, w_v = self.in_proj_weight"),
+         ("mha", "b_q, b_k, b_v = self.in_proj_bias", "b_k, b_q, b_v = self.in_proj_bias")], 5,
+        ["(K, Q, V)", "PyTorch's order is (Q, K, V)"]),
+    "no division by sqrt(d_k)": (NO_SQRT, 1, ["without the division by sqrt(d_k)"]),
+    "split by reshape alone": (
+        [("heads", "return x.reshape(N, L, num_heads, head_dim).transpose(1, 2)",
+          "return x.reshape(N, num_heads, L, head_dim)")], 2, ["transpose(1, 2)"]),
+    "causal mask inverted": ([("causal", ".tril()", ".triu(diagonal=1)")], 3, ["inverted"]),
+    "causal mask ignores the device": ([("causal", ", device=device)", ")")], 3, ["device"]),
+    "weights averaged with keepdim": (
+        [("mha", "weights.mean(dim=1)", "weights.mean(dim=1, keepdim=True)")], 5, ["squeeze"]),
+    "module calls part 1 by its global name": (
+        [("mha", "self.attention_fn(q, k, v, mask)", "dot_product_attention(q, k, v, mask)")], 5,
+        ["never called self.attention_fn"]),
+    "unwritten module": ([("mha", "E = self.embed_dim\n", "raise NotImplementedError()\n")], 5, ["not written yet"]),
+    "softmax over the queries": ([("attention", "torch.softmax(scores, dim=-1)", "torch.softmax(scores, dim=-2)")], 1,
+                                 ["over the keys", "dim=-1"]),
+    "mask applied by multiplication": (
+        [("attention", 'scores = scores.masked_fill(~mask, float("-inf"))', "scores = scores * mask")], 1,
+        ["-inf before the softmax"]),
+    "softmax by hand, overflowing": (
+        [("attention", "weights = torch.softmax(scores, dim=-1)  # (..., L, S)",
+          "weights = torch.exp(scores) / torch.exp(scores).sum(-1, keepdim=True)")], 1, ["overflows", "torch.softmax"]),
+    "merge by reshape alone": ([("heads", "return x.transpose(1, 2).reshape(N, L, H * head_dim)",
+                                 "return x.reshape(N, L, H * head_dim)")], 2, ["transpose(1, 2), then reshape"]),
+    "forgotten bias b_Q": ([("mha", "query @ w_q.T + b_q", "query @ w_q.T")], 5, ["leaves out its bias b_Q"]),
+    "weights not averaged over heads": ([("mha", "weights.mean(dim=1)", "weights")], 5, ["weights.mean(dim=1)"]),
+    "no out_proj": ([("mha", "self.out_proj(self.merge_fn(z))", "self.merge_fn(z)")], 5, ["without out_proj"]),
+    "float64 positional encoding": ([("positional", "return pe.float()", "return pe")], 7,
+                                    ["float32 result is expected"]),
+    "block without the first residual": ([("block", "self.norm1(x + attended)", "self.norm1(attended)")], 8,
+                                         ["no residual connection"]),
+    "masks combined with or": ([("masks", "allowed & from_attn", "allowed | from_attn")], 4, ["not | (or)"]),
+    "padding mask indexed (N, 1, S, 1)": ([("masks", "~key_padding_mask[:, None, None, :]",
+                                            "~key_padding_mask[:, None, :, None]")], 4, ["m[:, None, None, :]"]),
+}
+ARGS = {1: ["dot_product_attention"], 2: ["split_heads", "merge_heads"], 3: ["causal_mask"], 4: ["mha_allowed_mask"],
+        5: ["MultiHeadAttention"], 6: ["MultiHeadAttention"], 7: ["sinusoidal_positional_encoding"],
+        8: ["EncoderBlock"]}
+
+
+def _mutated(source, edits):
+    ns = {}
+    for cell in source.cells:
+        meta = _meta(cell)
+        if cell.cell_type != "code" or not (meta.get("solution") or meta.get("grade_id") in ("imports",
+                                                                                              "check_mask_helper")):
+            continue
+        src = cell.source
+        for gid, old, new in edits:
+            if gid == meta["grade_id"]:
+                assert old in src, (gid, old)
+                src = src.replace(old, new)
+        exec(compile(src, meta["grade_id"], "exec"), ns)
+    return ns
+
+
+@pytest.mark.parametrize("mistake", list(MISTAKES))
+def test_a_student_sees_the_cause(mistake, source):
+    edits, part, expected = MISTAKES[mistake]
+    ns = _mutated(source, edits)
+    with pytest.raises(CheckError) as err:
+        getattr(mha_checks, f"visible_part{part}")(*(ns[name] for name in ARGS[part]))
+    for text in expected:
+        assert text in str(err.value), f"{mistake}: {text!r} not in\n{err.value}"
+
+
+def test_the_solution_passes_every_visible_part(source):
+    ns = _mutated(source, [])
+    for part, names in ARGS.items():
+        getattr(mha_checks, f"visible_part{part}")(*(ns[name] for name in names))
+
+
+def test_a_wrong_part_costs_only_itself(source):
+    # wrong attention, heads and masks: the module, its masks and the block still pass their visible tests
+    ns = _mutated(source, NO_SQRT + MASKS_NOT_INVERTED + [MISTAKES["split by reshape alone"][0][0]])
+    for part in (5, 6, 8):
+        getattr(mha_checks, f"visible_part{part}")(*(ns[name] for name in ARGS[part]))
+    # a wrong module: the block test runs on the reference module
+    ns = _mutated(source, MISTAKES["Q and K blocks swapped"][0])
+    mha_checks.visible_part8(ns["EncoderBlock"])
+
+
+def test_the_table_of_parts(source, capsys):
+    ns = _mutated(source, NO_SQRT)
+    results = report_parts([(f"part {p}", lambda p=p: getattr(mha_checks, f"visible_part{p}")(
+        *(ns[name] for name in ARGS[p]))) for p in ARGS])
+    assert [label for label, m in results.items() if m is not None] == ["part 1"]
+    assert "7 of 8 parts pass" in capsys.readouterr().out
+
+
+def test_the_references_match_pytorch():
+    torch.manual_seed(0)
+    ref = torch.nn.MultiheadAttention(8, 2, batch_first=True)
+    mine = reference.MultiHeadAttention(8, 2)
+    mine.load_state_dict(ref.state_dict())
+    q, k = torch.randn(2, 3, 8), torch.randn(2, 5, 8)
+    kpm = torch.zeros(2, 5, dtype=torch.bool)
+    kpm[1, 3:] = True
+    attn3 = torch.rand(4, 3, 5) > 0.7
+    attn3[..., 0] = False
+    for masks in ({}, {"key_padding_mask": kpm}, {"attn_mask": attn3, "key_padding_mask": kpm}):
+        want, want_w = ref(q, k, k, **masks)
+        got, got_w = mine(q, k, k, **masks)
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(got_w, want_w, atol=1e-5, rtol=1e-4)
+    cell = torch.nn.LSTMCell(3, 4).double()
+    x, h, c = (torch.randn(2, n, dtype=torch.float64) for n in (3, 4, 4))
+    h1, c1, _ = reference.lstm_cell_forward(x, h, c, *(p.detach() for p in cell.parameters()))
+    want_h, want_c = cell(x, (h, c))
+    torch.testing.assert_close((h1, c1), (want_h, want_c))
+    lstm = torch.nn.LSTM(3, 4, num_layers=2, batch_first=True)
+    mine = reference.LSTM(3, 4, num_layers=2)
+    mine.load_state_dict(lstm.state_dict())
+    xs = torch.randn(2, 5, 3)
+    torch.testing.assert_close(mine(xs)[0], lstm(xs)[0], atol=1e-5, rtol=1e-4)
+
+
+def test_no_blanket_warning_filter(source):
+    text = "\n".join(c.source for c in source.cells)
+    assert "filterwarnings(\"ignore\")" not in text

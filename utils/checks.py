@@ -15,7 +15,7 @@ import importlib
 
 import torch
 
-__all__ = ["compare", "assert_close", "forbid", "CheckError"]
+__all__ = ["compare", "assert_close", "forbid", "CheckError", "describe", "call_answer", "report_parts"]
 
 # Bound at import time: later rebinding of torch attributes does not reach the checks.
 _isfinite = torch.isfinite
@@ -75,7 +75,13 @@ def compare(actual, expected, name="output", *, atol=1e-5, rtol=1e-4, dims=None,
     if got_shape != want_shape:
         return f"{name}: shape {want_shape} expected, got {got_shape}{_shape_hint(got_shape, want_shape)}"
     if check_dtype and actual.dtype != expected.dtype:
-        return f"{name}: dtype {expected.dtype} expected, got {actual.dtype}"
+        hint = ""
+        if expected.dtype == torch.float64 and actual.dtype == torch.float32:
+            hint = (" (float64 in must give float64 out: make new tensors with the inputs' dtype, e.g. "
+                    "x.new_zeros(...) or torch.zeros(..., dtype=x.dtype), not torch.zeros(...) alone)")
+        elif expected.dtype == torch.float32 and actual.dtype == torch.float64:
+            hint = " (a float32 result is expected here: convert it at the end, e.g. .float())"
+        return f"{name}: dtype {expected.dtype} expected, got {actual.dtype}{hint}"
     if actual.numel() == 0:
         return None
     a = actual.detach().to("cpu", torch.float64)
@@ -141,3 +147,94 @@ def forbid(*targets, reason="this part asks you to write it yourself"):
     finally:
         for owner, attr, original in reversed(saved):
             setattr(owner, attr, original)
+
+
+# ----------------------------------------------------------------- errors raised inside an answer
+
+
+def describe(value):
+    """A short description of an argument: ``(4, 3) float32`` for a tensor, the type name otherwise."""
+    if isinstance(value, _Tensor):
+        return f"{tuple(value.shape)} {str(value.dtype).replace('torch.', '')}"
+    if isinstance(value, (tuple, list)) and len(value) <= 4:
+        return "(" + ", ".join(describe(v) for v in value) + ")"
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return repr(value)
+    return type(value).__name__
+
+
+# (pattern of the error message, what it usually means): the first that matches is added to the message.
+ERROR_HINTS = [
+    (r"mat1 and mat2 shapes cannot be multiplied|size mismatch|shapes cannot be multiplied",
+     "a matrix product got mismatched shapes: PyTorch stores weights as (out, in), so x @ W.T needs "
+     "the transpose .T"),
+    (r"expected .*(?:same dtype|scalar type)|dtype.*(?:Float|Double)|(?:Float|Double).*(?:Float|Double)",
+     "float32 and float64 tensors met: with float64 inputs, make new tensors with the inputs' dtype "
+     "(x.new_zeros(...), torch.zeros(..., dtype=x.dtype)) instead of the float32 default"),
+    (r"cannot unpack non-iterable|not enough values to unpack|too many values to unpack",
+     "a function returned a different number of values than the code unpacks"),
+    (r"unsupported operand type\(s\).*tuple|'tuple' object has no attribute|tuple indices must be integers",
+     "a tuple was used as a tensor: a function or module that returns a pair, (output, weights) or "
+     "(output, state), needs [0] or unpacking (output, _ = ...)"),
+]
+
+
+def call_answer(fn, *args, part="", name=None, hints=(), **kwargs):
+    """Call ``fn(*args, **kwargs)``; an exception other than CheckError raised inside it is re-raised
+    as a :class:`CheckError` that names the part, the function, the error, the arguments' shapes and
+    dtypes, and (from ``hints`` then :data:`ERROR_HINTS`, pairs of regex and text) its likely cause.
+    """
+    try:
+        return fn(*args, **kwargs)
+    except CheckError:
+        raise
+    except NotImplementedError:
+        label = name or getattr(fn, "__name__", "the answer")
+        raise CheckError(f"{part + ': ' if part else ''}{label} is not written yet (it raises "
+                         "NotImplementedError)") from None
+    except Exception as err:  # noqa: BLE001 (any error inside the answer is reported, with its cause)
+        import re
+
+        label = name or getattr(fn, "__name__", "the answer")
+        text = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+        shown = [describe(a) for a in args] + [f"{k}={describe(v)}" for k, v in kwargs.items()]
+        cause = next((h for pattern, h in [*hints, *ERROR_HINTS] if re.search(pattern, text)), None)
+        message = (f"{part + ': ' if part else ''}{label} raised {text}\n  called with: {', '.join(shown)}"
+                   + (f"\n  likely cause: {cause}" if cause else ""))
+        raise CheckError(message) from None
+
+
+# --------------------------------------------------------------------------- the table of parts
+
+
+def report_parts(parts, *, file=None):
+    """Run each part's visible checks and print a table: part, passed or failed, the first message line.
+
+    Inputs:
+    - parts: a list of (label, check) pairs, ``check()`` raising on failure.
+    Returns a dict label -> None (passed) or the first line of the failure's message.
+    """
+    import contextlib
+    import io
+
+    results = {}
+    for label, check in parts:
+        with contextlib.redirect_stdout(io.StringIO()):
+            try:
+                check()
+                results[label] = None
+            except Exception as err:  # noqa: BLE001 (the table reports every failure)
+                text = str(err).strip() or type(err).__name__
+                if isinstance(err, NameError):  # a name this part defines or computes is missing
+                    text = f"not run yet ({text}): run this part's cells first"
+                elif not isinstance(err, AssertionError):
+                    text = f"{type(err).__name__}: {text}"
+                results[label] = text.splitlines()[0]
+    width = max(len(label) for label in results)
+    lines = [f"{'part':<{width}}  result", f"{'-' * width}  {'-' * 50}"]
+    for label, message in results.items():
+        lines.append(f"{label:<{width}}  " + ("passed" if message is None else f"FAILED: {message[:160]}"))
+    passed = sum(m is None for m in results.values())
+    lines.append(f"{passed} of {len(results)} parts pass their visible checks")
+    print("\n".join(lines), file=file)
+    return results
