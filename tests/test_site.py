@@ -10,6 +10,7 @@ Chromium or Playwright is missing.
 
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -145,9 +146,8 @@ def _target_exists(url, built):
     return None
 
 
-@pytest.mark.parametrize("rel", PAGES)
-def test_every_page_works_in_chromium(browser_page, built, rel):
-    page = browser_page
+def _page_problems(page, built, rel):
+    """Open ``built/rel`` in the browser and return what is wrong with it (an empty list when nothing is)."""
     page.errors.clear()
     page.goto((built / rel).as_uri(), wait_until="load")
     page.evaluate(SETTLE)
@@ -157,13 +157,10 @@ def test_every_page_works_in_chromium(browser_page, built, rel):
     problems += [f"formula not typeset: {t!r}" for t in seen["untypeset"]]
     raw = re.findall(r"\$[^$\s][^$]*\$|\\\(|\\\[", seen["text"])
     problems += [f"raw maths left in the text: {t[:60]!r}" for t in raw]
-    if rel in NOTEBOOKS or rel in ("glossary.html", "index.html"):
-        if not seen["typeset"]:
-            problems.append("no formula typeset by MathJax on a page that has maths")
+    if (rel in NOTEBOOKS or rel in ("glossary.html", "index.html")) and not seen["typeset"]:
+        problems.append("no formula typeset by MathJax on a page that has maths")
+    problems += [_target_exists(url, built) for url in seen["links"] if url.startswith("file:")]
     colab = [u for u in seen["links"] if u.startswith(COLAB)]
-    for url in seen["links"]:
-        if url.startswith("file:"):
-            problems.append(_target_exists(url, built))
     if rel in NOTEBOOKS:
         want = badge_target(NOTEBOOKS[rel])
         problems += [f"Colab link {u} should be {want}" for u in colab if u != want]
@@ -173,25 +170,37 @@ def test_every_page_works_in_chromium(browser_page, built, rel):
         nb = url.removeprefix(f"{COLAB}{course.REPO}/blob/{course.BRANCH}/")
         if nb == url or (ROOT / nb) not in NOTEBOOKS.values():
             problems.append(f"Colab link {url} does not point at a notebook of the site in {course.REPO}")
-    problems = [p for p in problems if p]
-    if rel == "index.html" or rel == "lectures/05_transformer.html":
+    return [p for p in problems if p]
+
+
+@pytest.mark.parametrize("rel", PAGES)
+def test_every_page_works_in_chromium(browser_page, built, rel):
+    problems = _page_problems(browser_page, built, rel)
+    if rel in ("index.html", "lectures/05_transformer.html"):
         ARTEFACTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(ARTEFACTS / ("home.png" if rel == "index.html" else "lecture05.png")))
+        browser_page.screenshot(path=str(ARTEFACTS / ("home.png" if rel == "index.html" else "lecture05.png")))
     assert not problems, f"{rel}:\n  " + "\n  ".join(problems)
 
 
-def test_the_browser_check_catches_a_broken_page(browser_page, tmp_path):
-    """The checks above fail when a page is wrong: a missing image, raw maths, a script error."""
-    bad = tmp_path / "bad.html"
-    bad.write_text('<html><body><article><p>Raw $x_t$ here.</p><img src="missing.png">'
-                   '<a href="nowhere.html">x</a><script>undefinedFunction()</script></article></body></html>')
-    page = browser_page
-    page.errors.clear()
-    page.goto(bad.as_uri(), wait_until="load")
-    page.evaluate(SETTLE)
-    seen = page.evaluate(INSPECT)
-    assert any("undefinedFunction" in e for e in page.errors), page.errors
-    assert any("missing.png" in e for e in page.errors)
-    assert seen["brokenImages"] and re.search(r"\$[^$\s][^$]*\$", seen["text"])
-    assert _target_exists(seen["links"][0], tmp_path) is not None
-
+def test_the_browser_check_catches_a_broken_page(browser_page, built, tmp_path):
+    """Each check above fails when a page is wrong: a lecture page with its Colab link pointing at another
+    notebook, MathJax missing, an anchor that does not exist, a missing and a remote image, raw maths and a
+    script error."""
+    broken = tmp_path / "site"
+    shutil.copytree(built, broken)
+    rel = "lectures/01_sequence_data.html"
+    page = broken / rel
+    text = page.read_text()
+    text = text.replace("/lectures/01_sequence_data.ipynb", "/lectures/02_rnn_and_bptt.ipynb")
+    text = text.replace("_static/mathjax/tex-chtml.js", "_static/mathjax/gone.js")
+    text = text.replace("</article>", '<a href="02_rnn_and_bptt.html#no-such-section">x</a>'
+                        '<p>Raw $x_t$ here.</p><img src="missing.png"><img src="https://example.org/remote.png">'
+                        "<script>undefinedFunction()</script></article>")
+    page.write_text(text)
+    problems = "\n".join(_page_problems(browser_page, broken, rel))
+    for expected in ("should be " + badge_target(ROOT / "lectures" / "01_sequence_data.ipynb"), "gone.js",
+                     "formula not typeset", "no formula typeset", "no element with id 'no-such-section'",
+                     "missing.png", "image did not load", "example.org", "raw maths left in the text: '$x_t$'",
+                     "undefinedFunction"):
+        assert expected in problems, (expected, problems)
+    assert _target_exists((broken / "nowhere.html").as_uri(), broken) is not None
