@@ -111,3 +111,50 @@ def test_repoint_rewrites_course_badges_and_setup(tmp_path):
         course.REPO, course.BRANCH = old
     with pytest.raises(ValueError, match="repo"):
         notebooks.repoint("not a repo", root=root)
+
+
+# ---- convention 7: every lecture ends with a Korean summary (## 요약) ----------------------------------------
+# A test of its own: the summaries are written on the lecture branches, so until they are merged this is the
+# one conventions test that fails, and it says which lecture lacks its summary.
+LECTURES = [p for p in ALL if p.relative_to(ROOT).parts[0] == "lectures"]
+
+
+@pytest.mark.parametrize("path", LECTURES, ids=[p.name for p in LECTURES])
+def test_every_lecture_ends_with_a_korean_summary(path):
+    problems = notebooks.summary_problems(path, ROOT)
+    assert not problems, f"{path.relative_to(ROOT)}:\n  " + "\n  ".join(problems)
+
+
+def _with_summary(root, rel="lectures/demo.ipynb"):
+    path = _good(root, rel)
+    _break(path, lambda nb: nb["cells"].append(nbformat.v4.new_markdown_cell(
+        "## 요약\n\n- 시퀀스 데이터는 순서가 중요한 데이터입니다.")))
+    return path
+
+
+def test_a_lecture_with_its_summary_passes(tmp_path):
+    path = _with_summary(tmp_path)
+    assert notebooks.summary_problems(path, tmp_path) == []
+    assert notebooks.check_notebook(path, tmp_path) == []
+    _break(path, lambda nb: nb["cells"].append(nbformat.v4.new_code_cell("")))  # only nothing may follow it
+    assert notebooks.summary_problems(path, tmp_path) == []
+
+
+@pytest.mark.parametrize("breakage,expected", [
+    (lambda nb: nb["cells"].pop(), "must end with a Korean summary"),
+    (lambda nb: nb["cells"][-1].update(source="## Summary\n\n- sequence data"), "must end with a Korean summary"),
+    (lambda nb: nb["cells"][-1].update(source="Intro.\n\n## 요약\n\n- 요약"), "must end with a Korean summary"),
+    (lambda nb: nb["cells"][-1].update(cell_type="code", outputs=[], execution_count=None), "last cell"),
+    (lambda nb: nb["cells"].append(nbformat.v4.new_code_cell("print(1)")), "last cell"),
+    (lambda nb: nb["cells"].append(nbformat.v4.new_markdown_cell("## Exercises")), "last cell"),
+])
+def test_the_checker_catches_a_missing_or_misplaced_summary(tmp_path, breakage, expected):
+    path = _with_summary(tmp_path)
+    _break(path, breakage)
+    problems = notebooks.summary_problems(path, tmp_path)
+    assert any(expected in p for p in problems), problems
+
+
+def test_the_summary_is_asked_of_lectures_only(tmp_path):
+    assert notebooks.summary_problems(_good(tmp_path, "assignments/demo/demo.ipynb"), tmp_path) == []
+    assert notebooks.summary_problems(_good(tmp_path, "lectures/demo.ipynb"), tmp_path) != []

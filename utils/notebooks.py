@@ -9,7 +9,9 @@ Every notebook in ``lectures/``, ``solutions/`` and ``assignments/``:
 3. has the setup cell below as its first code cell, character for character;
 4. names no absolute path;
 5. lectures also say which part of the study notes they cover, by the notes' own headings;
-6. student versions (``assignments/``) carry no outputs.
+6. student versions (``assignments/``) carry no outputs;
+7. lectures end with a short Korean summary for the notes' readers: a markdown cell whose first line is
+   ``## 요약`` (``summary_problems``; nothing but empty cells may follow it).
 
 Commands::
 
@@ -52,6 +54,7 @@ for _root in [pathlib.Path.cwd(), *pathlib.Path.cwd().parents, COURSE_DIR.resolv
             sys.path.insert(0, str(_root))
         break'''
 
+SUMMARY_HEADING = "## 요약"
 _ABS_PATH = re.compile(r"""["'](?:/(?:[\w.-]+/)+|[A-Za-z]:\\|~/)""")
 _BADGE = re.compile(r"\[!\[Open In Colab\]\([^)]*\)\]\(([^)]*)\)")
 
@@ -126,6 +129,28 @@ def check_notebook(path, root=ROOT):
     if _kind(path, root) == "assignments" and any(c.get("outputs") for c in code):
         problems.append("a student version must carry no outputs (regenerate it from solutions/)")
     return problems
+
+
+def summary_problems(path, root=ROOT):
+    """Convention 7: a lecture must end with a markdown cell whose first line is ``## 요약``.
+
+    Returns the list of problems (empty when it keeps it, or when ``path`` is not a lecture). Kept apart
+    from :func:`check_notebook` so that its test shows on its own; ``check`` on the command line runs both.
+    """
+    if _kind(path, root) != "lectures":
+        return []
+    try:
+        nb = nbformat.read(str(path), as_version=nbformat.NO_CONVERT)
+    except Exception as err:
+        return [f"not a readable notebook: {err}"]
+    cells = [c for c in nb.get("cells", []) if c.get("source", "").strip()]
+    last = cells[-1] if cells else None
+    if last is None or last.get("cell_type") != "markdown" \
+            or last.source.strip().splitlines()[0].strip() != SUMMARY_HEADING:
+        if any(c.get("source", "").strip().startswith(SUMMARY_HEADING) for c in cells):
+            return [f"the '{SUMMARY_HEADING}' cell must be the lecture's last cell (a markdown cell)"]
+        return [f"a lecture must end with a Korean summary: a markdown cell whose first line is '{SUMMARY_HEADING}'"]
+    return []
 
 
 def all_notebooks(root=ROOT):
@@ -213,7 +238,7 @@ def main(argv=None):
         paths = [pathlib.Path(p) for p in args.paths] or all_notebooks()
         bad = 0
         for path in paths:
-            for problem in check_notebook(path):
+            for problem in check_notebook(path) + summary_problems(path):
                 bad += 1
                 print(f"{path}: {problem}")
         print(f"{len(paths)} notebooks checked, {bad} problems")
