@@ -9,6 +9,8 @@ copies so that a page needs nothing from the network, and runs Sphinx with myst-
 stored outputs and executes nothing:
 
 - the "Open in Colab" badge image becomes a local copy (its link still points at the notebook in Colab);
+- a relative link to a repository file that is not a page of the site (``../utils/training.py``: the
+  lectures link the helpers' source) points at that file on GitHub instead;
 - the body of a ``<details>`` block is set apart by blank lines, so that its maths and markdown render
   here as they do in Jupyter (MyST, like CommonMark, leaves an HTML block without blank lines raw);
 - the tqdm progress bars, stored as Jupyter widgets (which need JavaScript from a CDN), become static
@@ -26,6 +28,7 @@ import time
 
 import nbformat
 
+from . import course
 from .notebooks import BADGE_IMG
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -57,12 +60,28 @@ def _progress_html(model_id, state):
     return '<div class="course-progress">' + " ".join(parts) + "</div>"
 
 
+_LINK = re.compile(r"\]\(([^)\s#]+)(#[^)\s]*)?\)")
+
+
+def _source_links(src, rel):
+    """Point relative links to repository files that are not site pages (``*.py``, folders) at GitHub."""
+    def repl(m):
+        target, anchor = m.group(1), m.group(2) or ""
+        if re.match(r"[a-z]+:", target) or target.endswith((".ipynb", ".md", ".html", ".png", ".svg")):
+            return m.group(0)
+        path = pathlib.PurePosixPath(rel).parent
+        for part in pathlib.PurePosixPath(target).parts:
+            path = path.parent if part == ".." else path / part
+        return f"](https://github.com/{course.REPO}/blob/{course.BRANCH}/{path.as_posix()}{anchor})"
+    return _LINK.sub(repl, src)
+
+
 def prepare_notebook(nb, rel):
     """Make a notebook self-contained for the site (see the module docstring). ``rel``: its path in the repo."""
     badge = "../" * (len(pathlib.PurePosixPath(rel).parts) - 1) + BADGE_LOCAL
     for cell in nb.cells:
         if cell.cell_type == "markdown":
-            src = cell.source.replace(BADGE_IMG, badge)
+            src = _source_links(cell.source.replace(BADGE_IMG, badge), rel)
             src = re.sub(r"</summary>[ \t]*\n+", "</summary>\n\n", src)
             cell.source = re.sub(r"\n+([ \t]*)</details>", r"\n\n\1</details>", src)
     state = nb.metadata.pop("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
