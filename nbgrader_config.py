@@ -43,4 +43,5 @@ c.GradingSandbox.kind = "auto"  # "auto"/"bwrap": refuse to grade without a sand
 c.GradingSandbox.memory_mb = 4096  # address space of the student's kernel (RLIMIT_AS)
 c.GradingSandbox.processes = 128  # processes and threads of the sandbox's own uid (RLIMIT_NPROC)
 c.GradingSandbox.wall_s = 900  # seconds for one whole submission, nbgrader and sandbox included
+c.GradingSandbox.disk_mb = 512  # size of the sandbox's /submission and /tmp (tmpfs) and of any file it writes
 c.GradingSandbox.jobs = 0  # submissions graded at once; 0 = the number of cores

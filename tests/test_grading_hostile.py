@@ -1,10 +1,10 @@
 """Hostile submissions of the toy assignment (issue 12): graded in the sandbox, each scores what the same
 answers without the attack score, nobody else's grade moves, no file outside the grading folders changes.
 
-Each attack but the memory and fork ones is also graded once with the sandbox off (``sandbox="none"``,
+Each attack but the resource ones is also graded once with the sandbox off (``sandbox="none"``,
 the ``--no-sandbox`` flag), where it must do its harm: that shows the attack is real and that the
-sandbox is what stops it. The memory and fork attacks never run unsandboxed: without a sandbox their
-tests are skipped.
+sandbox is what stops it. The memory, fork and disk attacks never run unsandboxed (without a sandbox
+this whole file is skipped); the disk attack is capped by the sandbox's tmpfs size (``disk_mb``).
 """
 
 import hashlib
@@ -163,6 +163,18 @@ def _eat():
         blocks.append(bytearray(256 * 2**20))
 _eat()
 '''
+DISK = '''
+import os
+def _fill():
+    for folder in (".", "/tmp"):
+        try:
+            for i in range(40):  # at most 640 MB per folder, should the cap ever fail
+                with open(os.path.join(folder, f"fill{i}"), "wb") as f:
+                    f.write(b"x" * 2**24)
+        except OSError as err:
+            print("disk full in", folder, type(err).__name__)
+_fill()
+'''
 FORK = '''
 import os, sys
 if os.fork() == 0:
@@ -170,6 +182,7 @@ if os.fork() == 0:
 '''
 
 NON_RESOURCE = ["gradebook", "solution", "checkout", "network", "daemon"]
+RESOURCE = ["memory", "fork", "disk"]  # never run unsandboxed
 
 
 class _Server:
@@ -226,7 +239,7 @@ def _submissions(student, port, token, attacks):
     code = {"gradebook": GRADEBOOK, "solution": SOLUTION, "checkout": CHECKOUT,
             "network": NETWORK.replace("PORT", str(port)),
             "daemon": DAEMON.replace("DAEMON_CODE", repr(DAEMON_CODE)).replace("TOKEN", token),
-            "memory": MEMORY, "fork": FORK}
+            "memory": MEMORY, "fork": FORK, "disk": DISK}
     subs = {"honest": honest, "correct": _answer(_answer(student, "add", "def add(a, b):\n    return a + b"),
                                                  "mul", GOOD_MUL)}
     for name in attacks:
@@ -266,7 +279,7 @@ def sandboxed(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("hostile")
     root, student = _course(tmp)
     server, token = _Server(), f"hostile-{uuid.uuid4().hex}"
-    subs = _submissions(student, server.port, token, NON_RESOURCE + ["memory", "fork"])
+    subs = _submissions(student, server.port, token, NON_RESOURCE + RESOURCE)
     for who, nb in subs.items():
         _write(tmp / "in" / who / "toy.ipynb", nb)
     import utils as utils_pkg
@@ -275,21 +288,21 @@ def sandboxed(tmp_path_factory):
     outside = {**_hashes(tmp, skip=("work", "out")), **_hashes(repo / "utils"), **_hashes(repo / "solutions")}
     work, out = root / "work", root / "out"
     kw = dict(out=out, work=work, timeout=10, root=root, log=None, sandbox="auto", jobs=2, memory_mb=1536,
-              processes=64)
+              processes=64, disk_mb=64)
     first = {r.student: r for r in grading.grade_folder("toy", tmp / "in", **kw)}
     csv1, gb1 = _csv(out), _gradebook(work)
     second = {r.student: r for r in grading.grade_folder("toy", tmp / "in", **kw)}
     time.sleep(3)  # a surviving process would act now
     state = {"first": first, "second": second, "csv1": csv1, "gb1": gb1, "csv2": _csv(out), "gb2": _gradebook(work),
              "outside_before": outside, "repo": repo, "tmp": tmp, "token": token, "server": server.received,
-             "survivors": _processes_with(token)}
+             "survivors": _processes_with(token), "out": out}
     outside_after = {**_hashes(tmp, skip=("work", "out")), **_hashes(repo / "utils"), **_hashes(repo / "solutions")}
     state["outside_after"] = outside_after
     server.close()
     return state
 
 
-@pytest.mark.parametrize("attack", NON_RESOURCE + ["memory", "fork"])
+@pytest.mark.parametrize("attack", NON_RESOURCE + RESOURCE)
 def test_each_attack_scores_what_the_same_answers_score_without_it(sandboxed, attack):
     for run in ("first", "second"):
         r, honest = sandboxed[run][attack], sandboxed[run]["honest"]
@@ -311,6 +324,14 @@ def test_nobody_elses_grade_moves_in_the_csv_or_the_gradebook(sandboxed):
         expected = {"test_add": 1.0 if who == "correct" else 0.0, "test_mul": 2.0}
         assert {g: cells[g][0] for g in expected} == expected, who
         assert all(cells[g][1] is None for g in expected), who  # no manual override appeared
+
+
+def test_resource_attacks_hit_the_caps(sandboxed):
+    out = sandboxed["out"]
+    for run in ("first", "second"):
+        disk = (out / sandboxed[run]["disk"].feedback).read_text()
+        assert "disk full in . OSError" in disk and "disk full in /tmp OSError" in disk
+        assert "MemoryError" in (out / sandboxed[run]["memory"].feedback).read_text()
 
 
 def test_no_file_outside_the_grading_folders_changes(sandboxed):

@@ -123,3 +123,43 @@ def test_grading_refuses_without_a_sandbox_and_says_what_to_install(monkeypatch,
         assert grading.main(["grade", "toy", str(tmp_path / "in"), "--work", str(tmp_path / "w")]) == 2
     finally:
         sandbox.find.cache_clear()
+
+
+@pytest.mark.skipif(KIND == "none", reason="no sandbox can be made here")
+def test_run_sandboxed_sees_its_copy_of_the_workspace_and_nothing_else(tmp_path):
+    ws = tmp_path / "runs" / "alice" / "check"
+    ws.mkdir(parents=True)
+    (ws / "submission.ipynb").write_text("{}")
+    probe = """
+import json, os, socket
+out = {"cwd": os.getcwd(), "files": sorted(os.listdir(".")), "root": sorted(os.listdir("/")), "uid": os.getuid(),
+       "home": os.path.exists(os.path.expanduser("~root/.bashrc")), "utils": os.path.isdir("/course/utils")}
+try:
+    socket.create_connection(("127.0.0.1", 22), timeout=2)
+    out["net"] = "connected"
+except OSError as err:
+    out["net"] = type(err).__name__
+open("written.txt", "w").write("x")
+try:
+    with open("/tmp/big", "wb") as f:
+        f.write(b"x" * 2**23)
+    out["big"] = "written"
+except OSError as err:
+    out["big"] = type(err).__name__
+print(json.dumps(out))
+"""
+    limits = sandbox.Limits(memory_mb=1024, processes=32, wall_s=60, disk_mb=4)
+    proc = sandbox.run_sandboxed(["python", "-c", probe], ws, limits)
+    assert proc.returncode == 0, proc.stderr
+    import json
+
+    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert seen["cwd"] == "/submission" and "submission.ipynb" in seen["files"], seen
+    allowed = {"bin", "sbin", "lib", "lib32", "lib64", "usr", "etc", "dev", "proc", "tmp", "course", "submission",
+               ".submission-in"} | {d.split("/")[1] for d in sandbox._python_dirs()}
+    assert set(seen["root"]) <= allowed and seen["utils"] and not seen["home"], seen
+    assert seen["net"] != "connected" and seen["big"] != "written", seen  # no network; a file over disk_mb fails
+    assert seen["uid"] != 0 or __import__("os").geteuid() != 0, seen
+    assert sorted(p.name for p in ws.iterdir()) == ["submission.ipynb"]  # the host folder is never written
+    slow = sandbox.run_sandboxed(["python", "-c", "import time; time.sleep(30)"], ws, limits, timeout=2)
+    assert slow.returncode == 124

@@ -31,6 +31,7 @@ def main(argv=None):
     p.add_argument("--memory", type=int, metavar="MB", help="memory cap of each sandbox")
     p.add_argument("--processes", type=int, help="process (and thread) cap of each sandbox")
     p.add_argument("--wall", type=int, metavar="S", help="wall-time cap of each submission in seconds")
+    p.add_argument("--disk", type=int, metavar="MB", help="size of each sandbox's writable folders (tmpfs) and files")
     p.add_argument("--keep", action="store_true", help="keep each submission's workspace (WORK/runs/STUDENT)")
     args = parser.parse_args(argv)
     if args.cmd == "release":
@@ -46,7 +47,8 @@ def main(argv=None):
     try:
         results = grade_folder(args.name, args.folder, out=args.out, work=args.work, timeout=args.timeout,
                                sandbox="none" if args.no_sandbox else args.sandbox, jobs=args.jobs,
-                               memory_mb=args.memory, processes=args.processes, wall_s=args.wall, progress=True,
+                               memory_mb=args.memory, processes=args.processes, wall_s=args.wall, disk_mb=args.disk,
+                               progress=True,
                                log=None, keep=args.keep)
     except Unavailable as err:
         print(f"grading refused: {err}", file=sys.stderr)

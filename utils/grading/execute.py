@@ -52,8 +52,9 @@ class Context:
     - name, student, notebook (the prepared submission, nbformat node), release (the student version)
     - workspace: a folder holding the submitted notebook (``submission.ipynb``), bound read-write at
       ``/submission`` when ``run`` runs a command; grades: the run's automatic grades (see Run)
-    - run(argv, timeout=None) -> CompletedProcess: ``argv`` in the same sandbox (limits included) over
-      that workspace; without a sandbox (--no-sandbox) it runs unsandboxed in the workspace
+    - run(argv, timeout=None, input=None) -> CompletedProcess: ``argv`` in the same kind of sandbox
+      (limits included) over a copy of that workspace (``sandbox.run_sandboxed``); without a sandbox
+      (--no-sandbox) it runs unsandboxed in the workspace
     A check returns a list of report.Adjustment (grade_id, new score, reason).
     """
 
@@ -66,14 +67,8 @@ class Context:
     limits: sb.Limits
     kind: str
 
-    def run(self, argv, timeout=None):
-        if self.kind == "none":
-            try:
-                return subprocess.run(list(argv), cwd=self.workspace, capture_output=True, text=True,
-                                      timeout=timeout or self.limits.wall_s)
-            except subprocess.TimeoutExpired:
-                return subprocess.CompletedProcess(argv, 124, "", "timed out")
-        return sb.run(self.workspace, argv, self.limits, timeout=timeout)
+    def run(self, argv, timeout=None, input=None):
+        return sb.run_sandboxed(argv, self.workspace, self.limits, timeout=timeout, input=input, kind=self.kind)
 
 
 def make_template(course, name):
@@ -158,14 +153,20 @@ def execute(name, student, nb, nb_name, *, course, template, kind, limits, timeo
                 "JUPYTER_CONFIG_DIR": str(ws / "jupyter-config"), "JUPYTER_DATA_DIR": str(ws / "jupyter-data"),
                 "JUPYTER_PLATFORM_DIRS": "1" if os.environ.get("JUPYTER_PLATFORM_DIRS") else "0"})
     cmd = [sys.executable, "-m", "nbgrader", "autograde", name, "--student", student, "--force", "--create"]
-    proc = subprocess.Popen(cmd, cwd=nbg, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=limits.wall_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # nbgrader, and with it (--die-with-parent) the sandbox
-        out, err = proc.communicate()
-        err = (err or "") + f"\n[ERROR] the submission ran past the wall-time cap ({limits.wall_s} s)"
+    # nbgrader's output goes to files, not pipes: the kernel inherits them, and an unsandboxed process
+    # that outlives it (--no-sandbox) would hold a pipe open and make the grading wait for it
+    with open(ws / "nbgrader.out", "w+") as fout, open(ws / "nbgrader.err", "w+") as ferr:
+        proc = subprocess.Popen(cmd, cwd=nbg, env=env, stdin=subprocess.DEVNULL, stdout=fout, stderr=ferr,
+                                start_new_session=True)
+        note = ""
+        try:
+            proc.wait(timeout=limits.wall_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # nbgrader, and with it (--die-with-parent) the sandbox
+            proc.wait()
+            note = f"\n[ERROR] the submission ran past the wall-time cap ({limits.wall_s} s)"
+        out, err = (_tail(f) for f in (fout, ferr))
+        err += note
     shutil.rmtree(runtime, ignore_errors=True)
     completed = subprocess.CompletedProcess(cmd, proc.returncode, out, err)
     autograded = nbg / "autograded" / student / name / nb_name
@@ -208,6 +209,14 @@ def check_workspace(run, nb):
 def cleanup(run, keep=False):
     if not keep and getattr(run, "workspace", None) is not None:
         shutil.rmtree(run.workspace, ignore_errors=True)
+
+
+def _tail(f, size=200_000):
+    """The last ``size`` characters written to the open file ``f``."""
+    f.flush()
+    end = f.seek(0, os.SEEK_END)
+    f.seek(max(0, end - size))
+    return f.read()
 
 
 def _read_grades(db, name, student, nb_name):

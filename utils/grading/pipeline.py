@@ -17,7 +17,7 @@ from .report import Adjustment, GradeResult, adjusted_scores, feedback_html, fil
 
 def defaults(root=ROOT):
     """The grading defaults of ``nbgrader_config.py`` (section ``GradingSandbox``), then GRADING_SANDBOX."""
-    values = {"kind": "auto", "memory_mb": 4096, "processes": 128, "wall_s": 900, "jobs": 0}
+    values = {"kind": "auto", "memory_mb": 4096, "processes": 128, "wall_s": 900, "disk_mb": 512, "jobs": 0}
     path = pathlib.Path(root) / "nbgrader_config.py"
     path = path if path.exists() else ROOT / "nbgrader_config.py"
     try:
@@ -37,6 +37,35 @@ def audit_check(ctx):
     findings = audit(ctx.notebook, ctx.name)
     return [Adjustment(gid, 0.0, f"an answer cell {message}")
             for gid, message in _affected_tests(ctx.notebook, findings).items()]
+
+
+# Per-submission checks: the hook where further checks plug in. Each is called once per submission,
+# after its notebook was executed (only if that succeeded), in the grading process, with an
+# ``execute.Context`` (ctx.workspace holds the submission as ``submission.ipynb``; ctx.notebook is the
+# prepared notebook; ctx.grades the run's automatic scores; ctx.run(argv) runs a command in the same
+# sandbox over a copy of the workspace) and returns a list of ``report.Adjustment(grade_id, score,
+# reason)``; the last adjustment of a part wins. ``grade_folder(checks=[...])`` adds checks for one
+# call. A module named in PLUGINS that exists and defines ``check(ctx)`` is added to every grading.
+CHECKS = [audit_check]
+PLUGINS = ["utils.independent"]
+
+
+def default_checks():
+    """CHECKS, then ``check`` of each module of PLUGINS that exists (a broken one raises)."""
+    import importlib
+    import importlib.util
+
+    found = list(CHECKS)
+    for module in PLUGINS:
+        try:
+            present = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:
+            present = False
+        if present:
+            check = getattr(importlib.import_module(module), "check", None)
+            if check is not None:
+                found.append(check)
+    return found
 
 
 def _collect(folder, name, nb_name, released, results):
@@ -81,7 +110,7 @@ def _collect(folder, name, nb_name, released, results):
 
 
 def grade_folder(name, folder, *, out=None, work=None, timeout=None, root=ROOT, log=print, sandbox=None, jobs=None,
-                 memory_mb=None, processes=None, wall_s=None, checks=None, progress=False, keep=False):
+                 memory_mb=None, processes=None, wall_s=None, disk_mb=None, checks=None, progress=False, keep=False):
     """Grade every submission of assignment ``name`` in ``folder``; return a list of GradeResult.
 
     - out: where feedback/ and grades.csv go (default: grading-work/NAME/results)
@@ -92,8 +121,9 @@ def grade_folder(name, folder, *, out=None, work=None, timeout=None, root=ROOT, 
     - sandbox: "auto" or "bwrap" (raises sandbox.Unavailable if none can be made), or "none" (no
       sandbox: the student's code can do anything the grading user can); default from nbgrader_config.py
     - jobs: submissions graded at once (default: the number of cores); results do not depend on it
-    - memory_mb, processes, wall_s: the sandbox's limits (defaults in nbgrader_config.py)
-    - checks: further checks, each ``f(execute.Context) -> [report.Adjustment]``, run after the audit
+    - memory_mb, processes, wall_s, disk_mb: the sandbox's limits (defaults in nbgrader_config.py)
+    - checks: further checks, each ``f(execute.Context) -> [report.Adjustment]``, run after the
+      default ones (``default_checks()``: the audit and any plugin)
     - progress: show a progress bar (tqdm) with the counts of graded and failed submissions
     """
     root, folder = pathlib.Path(root), pathlib.Path(folder)
@@ -102,10 +132,11 @@ def grade_folder(name, folder, *, out=None, work=None, timeout=None, root=ROOT, 
     conf = defaults(root)
     kind = sb.find(sandbox or conf["kind"])  # raises Unavailable with what to install
     limits = sb.Limits(memory_mb=memory_mb or conf["memory_mb"], processes=processes or conf["processes"],
-                       wall_s=wall_s or conf["wall_s"])
+                       wall_s=wall_s or conf["wall_s"], disk_mb=disk_mb or conf["disk_mb"])
     jobs = jobs or conf["jobs"] or os.cpu_count() or 1
     label = "none (--no-sandbox)" if kind == "none" else (
-        f"{kind} (memory {limits.memory_mb} MB, {limits.processes} processes, {limits.wall_s} s)")
+        f"{kind} (memory {limits.memory_mb} MB, {limits.processes} processes, {limits.wall_s} s, "
+        f"disk {limits.disk_mb} MB)")
     work = pathlib.Path(work) if work else root / "grading-work" / name / "course"
     out = pathlib.Path(out) if out else root / "grading-work" / name / "results"
     before = {p: _sha(p) for p in folder.rglob("*") if p.is_file()}
@@ -119,6 +150,7 @@ def grade_folder(name, folder, *, out=None, work=None, timeout=None, root=ROOT, 
 
     results = []
     pending = _collect(folder, name, nb_name, released, results)
+    all_checks = default_checks() + list(checks or [])
 
     def one(item):
         result, nb = item
@@ -127,7 +159,7 @@ def grade_folder(name, folder, *, out=None, work=None, timeout=None, root=ROOT, 
         if not run.error:
             ctx = Context(name=name, student=result.student, notebook=nb, release=release_nb,
                           workspace=check_workspace(run, nb), grades=run.grades, limits=limits, kind=kind)
-            for check in [audit_check, *(checks or [])]:
+            for check in all_checks:
                 try:
                     run.adjustments += list(check(ctx) or [])
                 except Exception as err:  # a broken check must not stop the others: say so

@@ -14,6 +14,7 @@ import dataclasses
 import html
 import pathlib
 import re
+import warnings
 
 
 @dataclasses.dataclass
@@ -77,7 +78,8 @@ def record(db, name, nb_name, student, grades, scores):
     from nbgrader.api import Gradebook, MissingEntry
 
     nb_id = pathlib.Path(nb_name).stem
-    with Gradebook(f"sqlite:///{db}") as gb:
+    with warnings.catch_warnings(), Gradebook(f"sqlite:///{db}") as gb:
+        warnings.simplefilter("ignore")  # nbgrader's own SQLAlchemy warnings on a new submission
         gb.update_or_create_student(student)
         try:
             gb.find_submission(name, student)

@@ -7,11 +7,13 @@ outside the sandbox, copies the notebook's folder into ``WORKSPACE/sandbox/submi
 limits and replaces itself with ``bwrap ... setpriv ... python -m ipykernel_launcher``. Inside, the
 kernel sees:
 
-- ``/submission`` (read-write, its working folder): a copy of the notebook's folder; nbgrader reads
-  nothing from it;
+- ``/submission`` (read-write, its working folder): a tmpfs of ``disk_mb`` MB into which that copy is
+  copied when the sandbox starts; what the kernel writes there is lost with the sandbox (nbgrader
+  reads nothing from it) and can never fill the disk;
 - ``/course/utils`` (read-only): a copy of the course's ``utils`` package, on ``PYTHONPATH``;
 - the Python environment (``sys.prefix``), ``/usr`` and the system libraries, a few files of ``/etc``
-  (all read-only); a private ``/tmp``, ``/dev`` and ``/proc`` (its own processes only);
+  (all read-only); a private ``/tmp`` (a tmpfs of ``disk_mb`` MB), ``/dev`` and ``/proc`` (its own
+  processes only);
 - the folder of its connection file and unix sockets (``transport = ipc``: the kernel has no network,
   not even loopback, so it talks to nbgrader through unix sockets in a folder of their own).
 
@@ -19,13 +21,13 @@ Nothing else of the file system: not the solutions, not any gradebook, not other
 the instructor's checkout. New PID, network, IPC and UTS namespaces; ``--die-with-parent`` and the PID
 namespace make every process the kernel starts die with it (a double-forked process included). The
 kernel runs as a uid of its own (``100000 + the wrapper's pid``) without capabilities, so
-``RLIMIT_NPROC`` (which Linux does not enforce for root) caps its processes, and ``RLIMIT_AS`` its
-memory. The wall time of a whole submission is capped by the grading process, which kills nbgrader,
-and with it the sandbox.
+``RLIMIT_NPROC`` (which Linux does not enforce for root) caps its processes, ``RLIMIT_AS`` its
+memory and ``RLIMIT_FSIZE`` the size of any file it writes (``disk_mb``). The wall time of a whole
+submission is capped by the grading process, which kills nbgrader, and with it the sandbox.
 
-``run(workspace, argv, limits)`` runs any other command in the same sandbox over the same workspace
-(the hook for further checks of a submission, e.g. an independent check that loads the answers in a
-fresh process).
+``run_sandboxed(argv, workspace, limits)`` runs any other command in the same kind of sandbox over a
+copy of a workspace (the hook for further checks of a submission, e.g. an independent check that
+loads the answers in a fresh process): see its docstring.
 """
 
 import dataclasses
@@ -35,8 +37,10 @@ import json
 import os
 import pathlib
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 
 # System folders every Python needs (read-only); symlinks (e.g. /lib -> usr/lib) are recreated as links.
 SYSTEM = ["/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32"]
@@ -47,6 +51,9 @@ PASS_ENV = ["NBGRADER_EXECUTION", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "PYTHONW
             "LC_ALL", "MPLBACKEND", "CUDA_VISIBLE_DEVICES"]
 UID_BASE = 100000
 _RUNS = itertools.count()
+IN = "/.submission-in"
+# Inside the sandbox, before the command: copy the read-only submission into the writable /submission.
+COPY_IN = ["/bin/sh", "-c", f'[ ! -d {IN} ] || cp -R {IN}/. /submission/ || exit 125; exec "$@"', "sandbox"]
 INSTALL = ("install bubblewrap (Debian/Ubuntu: `apt-get install bubblewrap`, Fedora: `dnf install bubblewrap`, "
            "Arch: `pacman -S bubblewrap`; it needs Linux with user namespaces, or root), or grade with "
            "--no-sandbox on a machine where the students' code can do no harm")
@@ -55,11 +62,13 @@ INSTALL = ("install bubblewrap (Debian/Ubuntu: `apt-get install bubblewrap`, Fed
 @dataclasses.dataclass
 class Limits:
     """Caps for one sandbox: memory_mb (address space, RLIMIT_AS), processes (RLIMIT_NPROC for the
-    sandbox's own uid; threads count), wall_s (seconds for one whole submission)."""
+    sandbox's own uid; threads count), wall_s (seconds for one whole submission), disk_mb (size of each
+    of its tmpfs, /submission and /tmp, and of any file it writes: RLIMIT_FSIZE)."""
 
     memory_mb: int = 4096
     processes: int = 128
     wall_s: int = 900
+    disk_mb: int = 512
 
 
 class Unavailable(RuntimeError):
@@ -78,7 +87,7 @@ def find(kind="auto"):
                           "pass --no-sandbox on a machine where the students' code can do no harm")
     if not shutil.which("bwrap"):
         raise Unavailable(f"no sandbox: `bwrap` is not installed; {INSTALL}")
-    argv = base_argv(pathlib.Path("/"), None) + ["true"]
+    argv = base_argv(None, None, uid=_uid(), disk_mb=1) + ["true"]
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as err:
@@ -107,8 +116,13 @@ def _python_dirs():
     return sorted(dirs)
 
 
-def base_argv(submission, utils_copy, *, binds=(), uid=None):
-    """The bwrap command line up to (not including) the command: file system, namespaces, environment."""
+def base_argv(submission, utils_copy, *, binds=(), uid=None, disk_mb=None):
+    """The bwrap command line up to (not including) the command: file system, namespaces, environment.
+
+    submission: a host folder bound read-only at /.submission-in (copied into /submission by ``COPY_IN``)
+    or None; utils_copy: the folder bound read-only at /course/utils (or None); binds: (host, inside)
+    folders bound read-write; uid: the uid to run as (root only); disk_mb: size of /tmp and /submission.
+    """
     argv = ["bwrap", "--die-with-parent", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
             "--unshare-cgroup-try", "--hostname", "sandbox"]
     root = os.geteuid() == 0
@@ -121,7 +135,8 @@ def base_argv(submission, utils_copy, *, binds=(), uid=None):
             argv += ["--ro-bind", d, d]
     for name in ETC:
         argv += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
-    made = {"/tmp", "/course", "/submission"}
+    made = {"/tmp", "/course", "/submission", IN}
+    size = [] if not disk_mb else ["--size", str(int(disk_mb) * 2**20)]
 
     def parents(path):
         out = []
@@ -133,16 +148,17 @@ def base_argv(submission, utils_copy, *, binds=(), uid=None):
         return out
 
     # a private /tmp, writable by the sandbox's uid (bwrap's default mode for a tmpfs is 0755)
-    argv += ["--proc", "/proc", "--dev", "/dev", "--perms", "01777", "--tmpfs", "/tmp"]
+    argv += ["--proc", "/proc", "--dev", "/dev", "--perms", "01777", *size, "--tmpfs", "/tmp"]
     for d in _python_dirs():
         argv += parents(d) + ["--ro-bind", d, d]
     if utils_copy is not None:
         argv += ["--perms", "0755", "--dir", "/course", "--ro-bind", str(utils_copy), "/course/utils"]
     for host, inside in binds:
         argv += parents(inside) + ["--bind", str(host), str(inside)]
-    argv += ["--perms", "0755", "--dir", "/submission"] if submission is None else []
-    if submission is not None and str(submission) != "/":
-        argv += ["--bind", str(submission), "/submission", "--chdir", "/submission"]
+    # the working folder: a tmpfs of its own (the sandbox cannot fill the disk through it)
+    argv += ["--perms", "01777", *size, "--tmpfs", "/submission", "--chdir", "/submission"]
+    if submission is not None:
+        argv += ["--ro-bind", str(submission), IN]
     env = {k: os.environ[k] for k in PASS_ENV if k in os.environ}
     env.update({"HOME": "/tmp", "IPYTHONDIR": "/tmp/.ipython", "MPLCONFIGDIR": "/tmp/.mpl", "PYTHONPATH": "/course",
                 "PATH": f"{os.path.dirname(sys.executable)}:/usr/local/bin:/usr/bin:/bin", "PYTHONNOUSERSITE": "1"})
@@ -158,17 +174,6 @@ def base_argv(submission, utils_copy, *, binds=(), uid=None):
     return argv
 
 
-def _own(path, uid):
-    """Give a sandbox's own folder (a workspace under ``runs/``) to ``uid``; refuses any other folder."""
-    path = pathlib.Path(path).resolve()
-    if "runs" not in path.parts[:-1] or len(path.parts) < 4:
-        raise ValueError(f"workspace: {path} is not a grading workspace (a folder under runs/)")
-    for dirpath, _dirs, files in os.walk(path):
-        os.chown(dirpath, uid, uid)
-        for f in files:
-            os.chown(os.path.join(dirpath, f), uid, uid, follow_symlinks=False)
-
-
 def _limit(limits):
     import resource
 
@@ -177,35 +182,81 @@ def _limit(limits):
     if os.geteuid() == 0:  # per uid: only meaningful for the sandbox's own uid
         resource.setrlimit(resource.RLIMIT_NPROC, (int(limits.processes), int(limits.processes)))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if getattr(limits, "disk_mb", None):
+        size = int(limits.disk_mb) * 2**20
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
 
 
 def _uid():
     return UID_BASE + os.getpid() if os.geteuid() == 0 else None
 
 
-def run(workspace, argv, limits=None, *, timeout=None, input=None):
-    """Run ``argv`` in a fresh sandbox over ``workspace`` (bound read-write at /submission, its working
-    folder); the course's utils copy (``workspace/../lib/utils`` if present) is read-only on PYTHONPATH.
-    Returns the CompletedProcess (stdout, stderr as text); returncode 124 when the wall time ran out.
-    Every process it started is gone when it returns."""
+def run_sandboxed(argv, workspace, limits=None, *, timeout=None, input=None, utils=None, kind="bwrap"):
+    """Run the command ``argv`` in a fresh sandbox of the kind the notebooks' kernels run in.
+
+    Inputs:
+    - argv: the command (list of str), e.g. ``["python", "-m", "utils.independent", "submission.ipynb"]``;
+      ``python`` is the grading environment's (first on PATH inside)
+    - workspace: a host folder (e.g. ``execute.Context.workspace``, which holds ``submission.ipynb``);
+      the command starts in ``/submission``, a writable tmpfs of ``limits.disk_mb`` MB holding a copy of
+      it. The host folder itself is never written: what the command writes is lost with the sandbox,
+      so it reports on stdout (e.g. one JSON line)
+    - limits: ``Limits`` (memory, processes, disk; ``wall_s`` is the timeout unless ``timeout`` is given)
+    - input: text for its stdin; utils: the folder bound read-only at /course/utils and on PYTHONPATH
+      (default: ``lib/utils`` in the workspace or a folder above it, made by ``execute.copy_utils``;
+      else the course's own ``utils``)
+    - kind: "bwrap", or "none" to run it unsandboxed in the workspace (``--no-sandbox``: no caps but
+      the timeout)
+
+    Same isolation as the kernel: nothing else of the file system, no network, a uid of its own
+    (when run as root), new PID namespace. Returns a ``subprocess.CompletedProcess`` (stdout and stderr
+    as text); returncode 124 when the time ran out. Every process it started is gone when it returns.
+    """
     limits = limits or Limits()
     workspace = pathlib.Path(workspace).resolve()
-    lib = _lib_for(workspace)
-    uid = None
-    if os.geteuid() == 0:
-        uid = UID_BASE + 5_000_000 + (os.getpid() % 1000) * 1000 + next(_RUNS) % 1000
-        _own(workspace, uid)
-    cmd = base_argv(workspace, lib, uid=uid) + list(argv)
+    seconds = timeout or limits.wall_s
+    if kind == "none":
+        cmd = list(argv)
+        kw = {"cwd": workspace}
+    else:
+        lib = pathlib.Path(utils) if utils else (_lib_for(workspace) or pathlib.Path(__file__).resolve().parents[1])
+        uid = None
+        if os.geteuid() == 0:
+            uid = UID_BASE + 5_000_000 + (os.getpid() % 1000) * 1000 + next(_RUNS) % 1000
+        cmd = base_argv(workspace, lib, uid=uid, disk_mb=limits.disk_mb) + COPY_IN + list(argv)
+        kw = {"preexec_fn": lambda: _limit(limits)}
+    # output into files, not pipes: a process that outlives the command (unsandboxed) cannot make us wait
+    with tempfile.TemporaryFile("w+") as fout, tempfile.TemporaryFile("w+") as ferr:
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                                stdout=fout, stderr=ferr, text=True, start_new_session=True, **kw)
+        code = None
+        try:
+            if input is not None:
+                proc.stdin.write(input)
+                proc.stdin.close()
+            code = proc.wait(timeout=seconds)
+        except (subprocess.TimeoutExpired, BrokenPipeError):
+            pass
+        _kill_group(proc)  # on time-out the sandbox; unsandboxed, what it left behind in its session
+        if code is None:
+            proc.wait()
+        out, err = fout, ferr
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if code is None:
+        return subprocess.CompletedProcess(cmd, 124, stdout, stderr + f"\ntimed out after {seconds} s")
+    return subprocess.CompletedProcess(cmd, code, stdout, stderr)
+
+
+run = run_sandboxed  # the short name
+
+
+def _kill_group(proc):
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout or limits.wall_s, input=input,
-                              preexec_fn=lambda: _limit(limits), start_new_session=True)
-    except subprocess.TimeoutExpired as err:
-        out = err.stdout.decode() if isinstance(err.stdout, bytes) else (err.stdout or "")
-        return subprocess.CompletedProcess(cmd, 124, out, f"timed out after {timeout or limits.wall_s} s")
-    finally:
-        if uid is not None:
-            _own(workspace, 0)
-    return proc
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _lib_for(workspace):
@@ -234,10 +285,9 @@ def kernel_main(config_path, connection_file):
     shutil.copytree(os.getcwd(), sub, symlinks=True)  # the notebook's folder, as nbgrader prepared it
     uid = _uid()
     if uid is not None:
-        _own(sub, uid)
         os.chown(runtime, uid, uid)  # that folder and the connection file only, never recursively
         os.chown(connection_file, uid, uid)
-    argv = base_argv(sub, cfg.get("utils"), binds=[(runtime, runtime)], uid=uid)
+    argv = base_argv(sub, cfg.get("utils"), binds=[(runtime, runtime)], uid=uid, disk_mb=limits.disk_mb) + COPY_IN
     argv += [sys.executable, "-m", "ipykernel_launcher", "-f", str(pathlib.Path(connection_file).resolve())]
     _limit(limits)
     os.execvp(argv[0], argv)
