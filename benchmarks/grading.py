@@ -37,6 +37,14 @@ def partial(student, source, k):
     return grading.make_submission(student, source, answers[:k])
 
 
+def _children_cpu():
+    """CPU seconds (user + system) of the finished child processes (nbgrader, sandboxes, kernels)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name")
@@ -65,17 +73,20 @@ def main(argv=None):
     for rep in range(args.repeat):
         for jobs in args.jobs:
             load = os.getloadavg()[0]
+            cpu = _children_cpu()
             start = time.perf_counter()
             work = tmp / f"course-j{jobs}-{rep}"
             results = grading.grade_folder(args.name, sub, out=tmp / f"out-j{jobs}-{rep}", work=work, jobs=jobs,
                                            sandbox="none" if args.no_sandbox else None, log=None, progress=True)
             took = time.perf_counter() - start
+            cpu = _children_cpu() - cpu
             seconds[jobs].append(took)
             scores.setdefault(jobs, {r.student: (r.score, r.status) for r in results})
             n = len(results)
             print(f"-j {jobs} (run {rep + 1}): {n} submissions in {took:.0f} s = {took / n:.1f} s per submission, "
                   f"{took * min(jobs, cores) / n:.1f} core-seconds per submission (includes releasing the "
-                  f"assignment once); load average {load:.1f} before, {os.getloadavg()[0]:.1f} after", flush=True)
+                  f"assignment once); {cpu / n:.1f} CPU seconds per submission (nbgrader, sandbox, kernel); load "
+                  f"average {load:.1f} before, {os.getloadavg()[0]:.1f} after", flush=True)
             shutil.rmtree(work, ignore_errors=True)
     print(grading.summary_table(results))
     print(f"\nsandbox: {results[0].sandbox}; {cores} cores")
