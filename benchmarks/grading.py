@@ -38,7 +38,8 @@ def partial(student, source, k):
 
 
 def _children_cpu():
-    """CPU seconds (user + system) of the finished child processes (nbgrader, sandboxes, kernels)."""
+    """CPU seconds (user + system) of the finished child processes that were waited for (nbgrader; bwrap's
+    PID namespace does not pass its kernel's usage on)."""
     import resource
 
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -85,8 +86,9 @@ def main(argv=None):
             n = len(results)
             print(f"-j {jobs} (run {rep + 1}): {n} submissions in {took:.0f} s = {took / n:.1f} s per submission, "
                   f"{took * min(jobs, cores) / n:.1f} core-seconds per submission (includes releasing the "
-                  f"assignment once); {cpu / n:.1f} CPU seconds per submission (nbgrader, sandbox, kernel); load "
-                  f"average {load:.1f} before, {os.getloadavg()[0]:.1f} after", flush=True)
+                  f"assignment once); {cpu / n:.1f} CPU seconds per submission of nbgrader (a sandboxed "
+                  f"kernel's CPU is not reported back to rusage); load average {load:.1f} before, "
+                  f"{os.getloadavg()[0]:.1f} after", flush=True)
             shutil.rmtree(work, ignore_errors=True)
     print(grading.summary_table(results))
     print(f"\nsandbox: {results[0].sandbox}; {cores} cores")
