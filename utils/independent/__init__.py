@@ -71,17 +71,20 @@ def _has_training_save(source):
 
 
 def check_submission(notebook_path, assignment_name, workdir, run=subprocess_runner, *, seed=None,
-                     trained_model=None, source=None, timeout=300, root=ROOT):
+                     trained_model=None, source=None, timeout=300, root=ROOT, private=None):
     """Check every automatically graded part of a submission; return {grade_id: PartResult}.
 
     Inputs:
     - notebook_path: the submitted notebook (its folder is where ``trained_model.pt`` is looked for,
       unless ``trained_model`` gives the path);
     - assignment_name: "lstm" or "multi_head_attention";
-    - workdir: an empty folder for the check's files (two subfolders: student/ and reference/);
+    - workdir: a folder for the student's process (its files go to ``workdir/student``; with a
+      sandbox, the folder the sandbox sees);
     - run: how to run the student's process (see :func:`subprocess_runner`);
     - seed: the inputs' seed (default: a new one from ``secrets``); source: the course's source
-      notebook (default: read from solutions/).
+      notebook (default: read from solutions/);
+    - private: a folder for the reference process that the student's process cannot reach (default:
+      ``workdir/reference`` without a sandbox; pass one outside the sandbox's folder otherwise).
     """
     import nbformat
     import torch
@@ -92,7 +95,8 @@ def check_submission(notebook_path, assignment_name, workdir, run=subprocess_run
     notebook_path, workdir = pathlib.Path(notebook_path), pathlib.Path(workdir)
     seed = secrets.randbits(62) if seed is None else int(seed)
     source = source if source is not None else extract.source_notebook(assignment_name, root)
-    student_dir, ref_dir = workdir / "student", workdir / "reference"
+    student_dir = workdir / "student"
+    ref_dir = pathlib.Path(private) if private else workdir / "reference"
     for d in (student_dir, ref_dir):
         d.mkdir(parents=True, exist_ok=True)
     cases = inputs.draw(assignment_name, seed)

@@ -126,7 +126,7 @@ def _backward_case(d, N, D, H, dtype, scales, tol, label, dh_zero=False, dc_zero
 def _lstm(d):
     r = d.int
     cases = [
-        _cell_forward_case(d, r(2, 6), r(2, 7), r(2, 7), "float32", (1, 1, 1), F32, "new inputs"),
+        _cell_forward_case(d, r(2, 6), r(2, 7), r(2, 7), "float32", (1, 1, 1), F32, "random values"),
         _cell_forward_case(d, 1, r(5, 8), r(1, 3), "float32", (1, 1, 1), F32, "a batch of one, D != H"),
         _cell_forward_case(d, r(2, 6), r(2, 6), r(4, 8), "float64", (1, 1, 1), F64, "float64"),
         _cell_forward_case(d, r(3, 7), r(4, 9), r(2, 4), "float32", (60, 20, 10), F32, "saturated gates"),
@@ -142,7 +142,7 @@ def _lstm(d):
         _module_case(d, r(2, 4), r(4, 7), 2, r(3, 5), r(8, 13), initial_state=True, label="two layers, "),
     ]
     cases += [
-        _backward_case(d, r(2, 6), r(2, 6), r(3, 6), "float32", (1, 1, 1), F32, "new inputs"),
+        _backward_case(d, r(2, 6), r(2, 6), r(3, 6), "float32", (1, 1, 1), F32, "random values"),
         _backward_case(d, 1, r(4, 7), r(1, 3), "float64", (1, 1, 1), F64, "float64, a batch of one"),
         _backward_case(d, r(4, 8), r(1, 3), r(6, 9), "float32", (1, 1, 1), F32, "only dc_next", dh_zero=True),
         _backward_case(d, r(3, 6), r(2, 5), r(2, 5), "float32", (1, 1, 1), F32, "only dh_next", dc_zero=True),

@@ -1,0 +1,54 @@
+"""How the independent check's verdicts become scores (utils/independent/grading_check.py): pure logic.
+
+A part keeps its points only when its test in the notebook and its independent check both pass; a
+disagreement says so in a student's words and is counted; the static audit is a second opinion that
+is reported, not applied, where the independent check passed; nothing else changes.
+"""
+
+from utils.independent.compare import PartResult
+from utils.independent.grading_check import DISAGREES, decide, disagreement_count, summary_line
+
+OK = PartResult(passed=True, points_ok=True)
+WRONG = PartResult(passed=False, points_ok=False, reason="`LSTM` does not agree with PyTorch on new inputs ...")
+DELEGATES = PartResult(passed=True, points_ok=False, reason="your code reached aten::lstm_cell ...")
+UNCHECKED = PartResult(passed=None, points_ok=True, reason="not checked")
+
+
+def _by_id(decisions):
+    return {d.grade_id: d for d in decisions}
+
+
+def test_both_pass_keeps_the_points_and_nothing_is_said():
+    assert decide({"a": (3.0, 3.0)}, {"a": OK}) == []
+
+
+def test_a_disagreement_scores_zero_with_a_reason_a_student_understands():
+    d = _by_id(decide({"a": (3.0, 3.0), "b": (4.0, 4.0)}, {"a": WRONG, "b": DELEGATES}))
+    assert d["a"].score == 0.0 and d["a"].disagreement and d["a"].reason.startswith(DISAGREES)
+    assert "new inputs" in d["a"].reason
+    assert d["b"].score == 0.0 and "aten::lstm_cell" in d["b"].reason
+    assert disagreement_count(d.values()) == 2
+
+
+def test_a_failed_notebook_test_stays_failed_whatever_the_check_says():
+    d = _by_id(decide({"a": (0.0, 3.0), "b": (0.0, 2.0)}, {"a": OK, "b": WRONG}))
+    assert "a" not in d  # no change, no message: the notebook's own message explains it
+    assert d["b"].score is None and not d["b"].disagreement
+
+
+def test_the_audit_is_reported_not_applied_where_the_check_passed():
+    flags = {"a": "calls setattr", "b": "calls setattr"}
+    d = _by_id(decide({"a": (3.0, 3.0), "b": (4.0, 4.0)}, {"a": OK, "b": WRONG}, flags))
+    assert d["a"].score is None and d["a"].audit_reported and "reported, not applied" in d["a"].reason
+    assert d["b"].score == 0.0 and d["b"].disagreement
+
+
+def test_an_unchecked_part_keeps_the_notebook_score_and_the_audit_applies():
+    d = _by_id(decide({"a": (2.0, 2.0), "b": (2.0, 2.0)}, {"a": UNCHECKED, "b": UNCHECKED}, {"b": "calls setattr"}))
+    assert "a" not in d
+    assert d["b"].score == 0.0 and not d["b"].disagreement
+
+
+def test_the_summary_counts_parts_and_submissions():
+    line = summary_line([("alice", 2), ("bob", 0), ("carol", 1)])
+    assert "3 part(s) of 2 submission(s)" in line
