@@ -52,3 +52,38 @@ def test_an_unchecked_part_keeps_the_notebook_score_and_the_audit_applies():
 def test_the_summary_counts_parts_and_submissions():
     line = summary_line([("alice", 2), ("bob", 0), ("carol", 1)])
     assert "3 part(s) of 2 submission(s)" in line
+
+
+def test_the_constants_and_the_bar_are_those_of_the_graded_run():
+    import nbformat
+
+    from utils.independent.extract import given_constants
+    from utils.independent.inputs import draw
+
+    def cell(gid, source):
+        c = nbformat.v4.new_code_cell(source)
+        c.metadata["nbgrader"] = {"grade_id": gid, "grade": gid.startswith("test"), "solution": False}
+        return c
+
+    nb = nbformat.v4.new_notebook(cells=[
+        cell("adding_setup", "if in_grading():\n    num_hiddens, num_steps = 16, 20\nelse:\n"
+                             "    num_hiddens, num_steps = 32, 50\nlr = 0.02 if in_grading() else 0.01\n"),
+        cell("test_training", "bar = 0.05 if in_grading() else 0.02\nassert mse < bar\n")])
+    constants = given_constants("lstm", nb)
+    assert constants == {"num_hiddens": 16, "num_steps": 20, "lr": 0.02, "bar": 0.05}
+    adding = [c for c in draw("lstm", 7, constants) if c["kind"] == "adding"][0]
+    assert adding["X"].shape[1] == 20  # the length the graded run trained on
+
+
+def test_a_trained_model_that_is_a_link_or_too_large_is_not_copied_into_the_check(tmp_path):
+    from utils.independent import copy_plain_file
+
+    secret = tmp_path / "gradebook.db"
+    secret.write_text("the instructor's data")
+    (tmp_path / "link.pt").symlink_to(secret)  # the student's code could point it at any file
+    assert not copy_plain_file(tmp_path / "link.pt", tmp_path / "out.pt")
+    assert not (tmp_path / "out.pt").exists()
+    (tmp_path / "big.pt").write_bytes(b"0" * 2048)
+    assert not copy_plain_file(tmp_path / "big.pt", tmp_path / "out.pt", limit=1024)
+    assert copy_plain_file(tmp_path / "big.pt", tmp_path / "out.pt", limit=4096)
+    assert (tmp_path / "out.pt").read_bytes() == b"0" * 2048

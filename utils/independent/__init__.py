@@ -26,7 +26,7 @@ import json
 import os
 import pathlib
 import secrets
-import shutil
+import stat
 import subprocess
 import sys
 import time
@@ -58,12 +58,40 @@ def subprocess_runner(cmd, *, cwd, env, timeout):
 
 
 def _load(path):
+    import io
+
     import torch
 
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # missing, truncated, or not plain data
+    try:  # a regular file (not a link) of bounded size, read as plain data only
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as f:
+            data = f.read(MAX_MODEL_BYTES + 1)
+        if len(data) > MAX_MODEL_BYTES:
+            return None
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception:  # missing, a link, too large, truncated, or not plain data
         return None
+
+
+MAX_MODEL_BYTES = 64 * 2**20
+
+
+def copy_plain_file(src, dest, limit=MAX_MODEL_BYTES):
+    """Copy ``src`` to ``dest`` if it is a regular file (not a link: the student's code wrote it and could
+    point it at a file only the grader may read) of at most ``limit`` bytes; return whether it did."""
+    try:
+        fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return False
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
+            return False
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        return False
+    pathlib.Path(dest).write_bytes(data)
+    return True
 
 
 def _has_training_save(source):
@@ -99,17 +127,20 @@ def check_submission(notebook_path, assignment_name, workdir, run=subprocess_run
     ref_dir = pathlib.Path(private) if private else workdir / "reference"
     for d in (student_dir, ref_dir):
         d.mkdir(parents=True, exist_ok=True)
-    cases = inputs.draw(assignment_name, seed)
+    constants = extract.given_constants(assignment_name, source)
+    cases = inputs.draw(assignment_name, seed, constants)
+    for case in cases:  # the training parts' bar: the one the notebook's test applies under grading
+        if case["kind"] in ("adding", "reverser") and "bar" in constants:
+            case["bar"] = constants["bar"]
     torch.save(cases, student_dir / "inputs.pt")
     torch.save(cases, ref_dir / "inputs.pt")
     submission = nbformat.read(str(notebook_path), as_version=4)
     cells = extract.extract(submission, assignment_name, source)
     (student_dir / "cells.json").write_text(json.dumps(cells))
-    job = {"assignment": assignment_name, "constants": extract.given_constants(assignment_name, source)}
+    job = {"assignment": assignment_name, "constants": constants}
     (student_dir / "job.json").write_text(json.dumps(job))
     trained = pathlib.Path(trained_model) if trained_model else notebook_path.parent / "trained_model.pt"
-    if trained.is_file():
-        shutil.copy(trained, student_dir / "trained_model.pt")
+    copy_plain_file(trained, student_dir / "trained_model.pt")
 
     env = _env(root)
     reference = subprocess.Popen([sys.executable, "-m", "utils.independent.reference", str(ref_dir)], cwd=ref_dir,
@@ -135,7 +166,8 @@ def check_submission(notebook_path, assignment_name, workdir, run=subprocess_run
     out = {}
     for part in inputs.PARTS[assignment_name]:
         idx = [i for i, c in enumerate(cases) if c["part"] == part]
-        if part == "test_training" and not trained.is_file() and not _has_training_save(source):
+        if part == "test_training" and not (student_dir / "trained_model.pt").is_file() \
+                and not _has_training_save(source):
             out[part] = PartResult(passed=None, points_ok=True, seed=seed,
                                    reason="not checked: this release does not save the trained model")
             continue
