@@ -73,15 +73,20 @@ DISAGREES = "the test in your notebook passed, but"  # how a disagreement's reas
 
 
 def sandbox_runner(ctx):
-    """A runner for :func:`utils.independent.check_submission` that runs the student's process with
-    ``ctx.run`` (the grading pipeline's sandbox over ``ctx.workspace``, seen inside as /submission)."""
+    """A runner for :func:`utils.independent.check_submission` that runs the student's process through
+    ``ctx.run``: the grading pipeline's sandbox over ``ctx.workspace`` (seen inside as /submission),
+    with its limits. Without a sandbox (``--no-sandbox``: ``ctx.kind == "none"``) a plain subprocess."""
     import pathlib
     import sys
 
+    from . import subprocess_runner
+
+    if getattr(ctx, "kind", "none") == "none":
+        return subprocess_runner
     workspace = pathlib.Path(ctx.workspace).resolve()
 
     def inside(arg):
-        if getattr(ctx, "kind", "none") == "none" or not str(arg).startswith("/"):
+        if not str(arg).startswith("/"):
             return arg
         try:
             rel = pathlib.Path(arg).resolve().relative_to(workspace)
@@ -95,43 +100,47 @@ def sandbox_runner(ctx):
     return run
 
 
-def _trained_model(ctx):
-    """The trained_model.pt the notebook saved in its folder during the graded run, if any."""
+def trained_model_of(ctx):
+    """The ``trained_model.pt`` the notebook saved in its working folder during the graded run, if any:
+    in the sandbox's submission folder, or (without a sandbox) next to the autograded notebook."""
     import pathlib
 
-    ws = pathlib.Path(ctx.workspace)
-    for candidate in (getattr(ctx, "trained_model", None), ws / "trained_model.pt",
-                      ws.parent / "sandbox" / "submission" / "trained_model.pt"):
-        if candidate and pathlib.Path(candidate).is_file():
-            return pathlib.Path(candidate)
-    return None
+    given = getattr(ctx, "trained_model", None)
+    if given:
+        return pathlib.Path(given)
+    run_folder = pathlib.Path(ctx.workspace).parent  # runs/<student>: the check folder's parent
+    candidates = [run_folder / "sandbox" / "submission" / "trained_model.pt",
+                  *sorted(run_folder.glob("course/autograded/*/*/trained_model.pt"))]
+    return next((c for c in candidates if c.is_file() and not c.is_symlink()), None)
 
 
 def pipeline_check(ctx):
-    """The independent check as a check of ``utils.grading`` (``grade_folder(checks=[...])``).
+    """The independent check as a check of the grading pipeline (``grade_folder(checks=[...])``).
 
-    Returns the grading pipeline's adjustments: a part whose test passed in the notebook but not the
-    independent check scores 0 (the reason says why); a part the static audit zeroed is given back its
-    notebook score when the independent check passed (the finding is reported, not applied).
+    Returns ``utils.grading`` Adjustments: a part whose test passed in the notebook but not the
+    independent check scores 0 (the reason says why); a part the static audit zeroed is given back
+    its notebook score when the independent check passed (the finding is reported, not applied).
     """
+    import importlib
+    import pathlib
     import shutil
     import tempfile
 
-    from ..grading.audit import _affected_tests, audit
-    from ..grading.report import Adjustment
     from . import check_submission
 
     if ctx.name not in SUPPORTED:
         return []
+    audit = importlib.import_module("utils.grading.audit")
+    Adjustment = importlib.import_module("utils.grading.report").Adjustment
     grades = {gid: (g.get("auto_score") or 0.0, g.get("max_score") or 0.0) for gid, g in ctx.grades.items()
               if g.get("code") and (g.get("max_score") or 0.0) > 0}
-    private = tempfile.mkdtemp(prefix="independent-ref-")  # outside the sandbox's folder
+    private = tempfile.mkdtemp(prefix="independent-ref-")  # the reference's folder: outside the sandbox's
     try:
-        results = check_submission(ctx.workspace / "submission.ipynb", ctx.name, ctx.workspace, run=sandbox_runner(ctx),
-                                   trained_model=_trained_model(ctx), private=private)
+        results = check_submission(pathlib.Path(ctx.workspace) / "submission.ipynb", ctx.name, ctx.workspace,
+                                   run=sandbox_runner(ctx), trained_model=trained_model_of(ctx), private=private)
     finally:
         shutil.rmtree(private, ignore_errors=True)
-    flags = _affected_tests(ctx.notebook, audit(ctx.notebook, ctx.name))
+    flags = audit._affected_tests(ctx.notebook, audit.audit(ctx.notebook, ctx.name))
     out = []
     for d in decide(grades, results, flags):
         if d.disagreement:
@@ -139,6 +148,11 @@ def pipeline_check(ctx):
         elif d.audit_reported:
             out.append(Adjustment(d.grade_id, grades[d.grade_id][0], d.reason))
     return out
+
+
+def disagreements(reasons):
+    """How many of ``reasons`` (the adjustments' reasons of one submission) are disagreements."""
+    return sum(DISAGREES in (r or "") for r in reasons)
 
 
 def summary_line(counts):
