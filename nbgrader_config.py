@@ -3,6 +3,7 @@
 - source (``solutions/``): the instructor's notebooks with solutions and hidden tests;
 - release (``assignments/``): the student versions, made by ``nbgrader generate_assignment``;
 - submitted/, autograded/, feedback/ and gradebook.db are grading work folders, ignored by git.
+- GradingSandbox: the defaults of the grading sandbox (utils/grading/sandbox.py).
 
 ``python -m utils.grading`` (see the README) drives nbgrader with this configuration.
 """
@@ -35,9 +36,12 @@ c.OverwriteCells.add_missing_cells = True  # deleted test cells come back from t
 c.ExecutePreprocessor.timeout = 60
 c.ClearMetadataPreprocessor.enabled = False
 
-# Collection: `python -m utils.grading grade` puts each recognised submission at
-# downloaded/<assignment>/extracted/<student>/<notebook>.ipynb; nbgrader's zip_collect moves it into
-# submitted/<student>/<assignment>/ with this collector.
-c.ZipCollectApp.collector_plugin = "nbgrader.plugins.zipcollect.FileNameCollectorPlugin"
-c.FileNameCollectorPlugin.named_regexp = r".*[/\\](?P<student_id>[^/\\]+)[/\\](?P<file_id>[^/\\]+\.ipynb)$"
-c.FileNameCollectorPlugin.valid_ext = [".ipynb"]
+# Grading (`python -m utils.grading grade`, see utils/grading/): every submission is executed in a
+# workspace of its own, its kernel in an OS sandbox (bubblewrap) with these caps; `grade` flags override them.
+# nbgrader itself does not read this section.
+c.GradingSandbox.kind = "auto"  # "auto"/"bwrap": refuse to grade without a sandbox; "none" = --no-sandbox
+c.GradingSandbox.memory_mb = 4096  # address space of the student's kernel (RLIMIT_AS)
+c.GradingSandbox.processes = 128  # processes and threads of the sandbox's own uid (RLIMIT_NPROC)
+c.GradingSandbox.wall_s = 900  # seconds for one whole submission, nbgrader and sandbox included
+c.GradingSandbox.disk_mb = 512  # size of the sandbox's /submission and /tmp (tmpfs) and of any file it writes
+c.GradingSandbox.jobs = 0  # submissions graded at once; 0 = the number of cores
