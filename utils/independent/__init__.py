@@ -33,7 +33,7 @@ import time
 
 from .compare import PartResult, compare_part
 
-__all__ = ["check_submission", "PartResult", "subprocess_runner", "ROOT"]
+__all__ = ["check_submission", "check", "PartResult", "subprocess_runner", "ROOT"]
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -181,3 +181,11 @@ def check_submission(notebook_path, assignment_name, workdir, run=subprocess_run
 
 
 check_submission.last_seconds = 0.0
+
+
+def check(ctx):
+    """The grading pipeline's hook (``utils.grading.pipeline.PLUGINS``): the independent check of one
+    submission, as a list of Adjustments (see :func:`.grading_check.pipeline_check`)."""
+    from .grading_check import pipeline_check
+
+    return pipeline_check(ctx)

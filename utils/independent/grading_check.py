@@ -74,12 +74,17 @@ DISAGREES = "the test in your notebook passed, but"  # how a disagreement's reas
 
 def sandbox_runner(ctx):
     """A runner for :func:`utils.independent.check_submission` that runs the student's process through
-    ``ctx.run``: the grading pipeline's sandbox over ``ctx.workspace`` (seen inside as /submission),
-    with its limits. Without a sandbox (``--no-sandbox``: ``ctx.kind == "none"``) a plain subprocess."""
+    ``ctx.run``: the grading pipeline's sandbox over a copy of ``ctx.workspace`` (seen inside as
+    /submission), with its limits. What the sandbox writes is lost with it, so the process streams its
+    results on stdout (``student_run --stream``); they are decoded here as plain data and written to
+    ``student_out.pt`` on the host. Without a sandbox (``--no-sandbox``) a plain subprocess."""
     import pathlib
     import sys
 
+    import torch
+
     from . import subprocess_runner
+    from .student_run import read_stream
 
     if getattr(ctx, "kind", "none") == "none":
         return subprocess_runner
@@ -95,23 +100,31 @@ def sandbox_runner(ctx):
         return str(pathlib.PurePosixPath("/submission") / rel.as_posix())
 
     def run(cmd, *, cwd, env, timeout):
-        return ctx.run([sys.executable, *(inside(a) for a in cmd[1:])], timeout=timeout)
+        proc = ctx.run([sys.executable, *(inside(a) for a in cmd[1:]), "--stream"], timeout=timeout)
+        out = pathlib.Path(cmd[-1]) / "student_out.pt"  # cmd[-1]: the student's folder, on the host
+        out.unlink(missing_ok=True)  # only what came back from this run counts
+        results = read_stream(proc.stdout)
+        if results is not None:
+            torch.save(results, out)
+        proc.stdout = ""
+        return proc
 
     return run
 
 
 def trained_model_of(ctx):
     """The ``trained_model.pt`` the notebook saved in its working folder during the graded run, if any:
-    in the sandbox's submission folder, or (without a sandbox) next to the autograded notebook."""
+    the host file bound at /submission/trained_model.pt in the kernel's sandbox
+    (``utils.grading.sandbox.KEPT``), or (without a sandbox) the file next to the autograded notebook."""
     import pathlib
 
     given = getattr(ctx, "trained_model", None)
     if given:
         return pathlib.Path(given)
     run_folder = pathlib.Path(ctx.workspace).parent  # runs/<student>: the check folder's parent
-    candidates = [run_folder / "sandbox" / "submission" / "trained_model.pt",
-                  *sorted(run_folder.glob("course/autograded/*/*/trained_model.pt"))]
-    return next((c for c in candidates if c.is_file() and not c.is_symlink()), None)
+    candidates = [run_folder / "sandbox" / "trained_model.pt",  # the file bound into the kernel's sandbox
+                  *sorted(run_folder.glob("course/autograded/*/*/trained_model.pt"))]  # --no-sandbox
+    return next((c for c in candidates if c.is_file() and not c.is_symlink() and c.stat().st_size), None)
 
 
 def pipeline_check(ctx):
