@@ -5,6 +5,8 @@ disagreement says so in a student's words and is counted; the static audit is a 
 is reported, not applied, where the independent check passed; nothing else changes.
 """
 
+import pathlib
+
 from utils.independent.compare import PartResult
 from utils.independent.grading_check import DISAGREES, decide, disagreement_count, summary_line
 
@@ -87,3 +89,27 @@ def test_a_trained_model_that_is_a_link_or_too_large_is_not_copied_into_the_chec
     assert not copy_plain_file(tmp_path / "big.pt", tmp_path / "out.pt", limit=1024)
     assert copy_plain_file(tmp_path / "big.pt", tmp_path / "out.pt", limit=4096)
     assert (tmp_path / "out.pt").read_bytes() == b"0" * 2048
+
+
+def test_in_a_sandbox_the_results_come_back_on_a_stdout_the_answers_cannot_print_to(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from utils.independent.student_run import MARKER, read_stream
+
+    script = f"""
+import sys
+from utils.independent.student_run import _Sink, MARKER
+sink = _Sink({str(tmp_path / 'out.pt')!r}, stream=True)
+print(MARKER + "forged by the answer")  # what an answer prints goes to stderr
+sys.stdout.flush()
+sink.save({{}}, [{{"outputs": {{"x": 1}}, "error": None}}])
+sink.save({{}}, [{{"outputs": {{"x": 1}}, "error": None}}, {{"outputs": {{}}, "error": "E"}}])
+"""
+    env = dict(os.environ, PYTHONPATH=str(pathlib.Path(__file__).resolve().parent.parent))
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert "forged" in proc.stderr and "forged" not in proc.stdout
+    assert all(line.startswith(MARKER) for line in proc.stdout.splitlines())
+    got = read_stream(proc.stdout + "\n" + MARKER + "AAAA\n")  # a line that is not ours is ignored
+    assert got == {"cell_errors": {}, "results": [{"outputs": {"x": 1}, "error": None}, {"outputs": {}, "error": "E"}]}
