@@ -290,7 +290,7 @@ CHEATS = {
     "the tests' shapes special-cased (sin and cos swapped elsewhere)": ("multi_head_attention", "test_positional", [
         ("positional", "def sinusoidal_positional_encoding(", _PE_TEST_SHAPES),
         ("positional", "    pos = torch.arange(num_steps, dtype=torch.float64)[:, None]  # (T, 1)",
-         "    if (num_steps, d_model) not in {(12, 8), (3, 2), (1, 4), (60, 64), (100, 6)}:\n"
+         "    if (num_steps, d_model) not in {(12, 8), (3, 2), (1, 4), (60, 64), (100, 6), (50, 32)}:\n"
          "        return _swapped(num_steps, d_model)\n"
          "    pos = torch.arange(num_steps, dtype=torch.float64)[:, None]  # (T, 1)")], True),
     "expected value read from inspect.stack() (second norm dropped)": ("multi_head_attention", "test_block", [
@@ -301,13 +301,20 @@ CHEATS = {
 }
 
 
+# Fooling answers that a version of the notebook's visible tests may catch on its own (the assignment's
+# visible part 3 test calls causal_mask with device="meta" since issue 16): then the test still shows that
+# the independent check catches them, without the notebook's help.
+VISIBLE_NOW = {"causal_mask ignores device (invisible on a CPU grader)"}
+
+
 @pytest.mark.parametrize("cheat", list(CHEATS))
 def test_an_answer_that_fools_its_test_cell_loses_that_part_only(cheat, tmp_path, trained):
     name, part, edits, training_meaningful = CHEATS[cheat]
     source = _source(name)
     nb = grading.make_submission(source, source, edits=edits)
     fooled, stderr = _passes_in_notebook(nb, part, tmp_path)
-    assert fooled, f"{cheat}: the answer does not pass {part} in the notebook, so it proves nothing:\n{stderr}"
+    assert fooled or cheat in VISIBLE_NOW, \
+        f"{cheat}: the answer does not pass {part} in the notebook, so it proves nothing:\n{stderr}"
     results = _check(nb, name, tmp_path, trained[name])
     assert not results[part].points_ok, f"{cheat}: the independent check let {part} keep its points"
     assert results[part].reason
