@@ -174,7 +174,8 @@ def check_submission(notebook_path, assignment_name, workdir, run=subprocess_run
         out[part] = compare_part(assignment_name, part, [cases[i] for i in idx], [results[i] for i in idx],
                                  [ref_out[i] for i in idx], seed=seed)
         if all(results[i] is None for i in idx) and proc.returncode != 0:
-            tail = (proc.stderr or "").strip().splitlines()[-1:] or [""]
+            tail = [line for line in (proc.stderr or "").strip().splitlines()  # not the profiler's own log
+                    if line.strip() and not line.startswith(("USDT:", "INFO:", "WARNING:"))][-1:] or [""]
             out[part].reason += f" ({tail[0][:200]})" if tail[0] else ""
     check_submission.last_seconds = time.perf_counter() - t0
     return out
