@@ -8,12 +8,16 @@ the first k parts filled from the source), named the ways students name files. E
 folder in a fresh work folder, in the sandbox (bubblewrap; --no-sandbox to compare without). Prints
 the summary table of the last run, the seconds per submission for each -j, the per-submission time
 per core (target: at most 15 s on 2 cores, the sandbox included) and the speed-up of the largest -j
-over -j 1 (target: at least 1.6x on 2 cores).
+over -j 1 (target: at least 1.6x on 2 cores), with the load average before and after each run (other
+work on the machine inflates wall time: a loaded machine reports an upper bound). The -j runs
+interleave (1, 2, 1, 2, ... with --repeat) so that both see the same load.
 """
 
 import argparse
+import os
 import pathlib
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -33,12 +37,21 @@ def partial(student, source, k):
     return grading.make_submission(student, source, answers[:k])
 
 
+def _children_cpu():
+    """CPU seconds (user + system) of the finished child processes (nbgrader, sandboxes, kernels)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name")
     parser.add_argument("--n", type=int, default=20)
     parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--no-sandbox", action="store_true")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each -j, interleaved")
     args = parser.parse_args(argv)
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="grading-bench-"))
     source_path = grading._source_notebooks(args.name, ROOT)
@@ -56,22 +69,36 @@ def main(argv=None):
             sub / f"student{i:02d}_{args.name}.ipynb")
         path.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, str(path))
-    seconds, scores = {}, {}
-    for jobs in args.jobs:
-        start = time.perf_counter()
-        results = grading.grade_folder(args.name, sub, out=tmp / f"out-j{jobs}", work=tmp / f"course-j{jobs}",
-                                       jobs=jobs, sandbox="none" if args.no_sandbox else None, log=None,
-                                       progress=True)
-        seconds[jobs] = time.perf_counter() - start
-        scores[jobs] = {r.student: (r.score, r.status) for r in results}
-        n = len(results)
-        print(f"-j {jobs}: {n} submissions in {seconds[jobs]:.0f} s = {seconds[jobs] / n:.1f} s per submission "
-              f"({seconds[jobs] * min(jobs, 2) / n:.1f} core-seconds; includes releasing the assignment once)",
-              flush=True)
+    seconds, scores, cores = {j: [] for j in args.jobs}, {}, os.cpu_count() or 1
+    for rep in range(args.repeat):
+        for jobs in args.jobs:
+            load = os.getloadavg()[0]
+            cpu = _children_cpu()
+            start = time.perf_counter()
+            work = tmp / f"course-j{jobs}-{rep}"
+            results = grading.grade_folder(args.name, sub, out=tmp / f"out-j{jobs}-{rep}", work=work, jobs=jobs,
+                                           sandbox="none" if args.no_sandbox else None, log=None, progress=True)
+            took = time.perf_counter() - start
+            cpu = _children_cpu() - cpu
+            seconds[jobs].append(took)
+            scores.setdefault(jobs, {r.student: (r.score, r.status) for r in results})
+            n = len(results)
+            print(f"-j {jobs} (run {rep + 1}): {n} submissions in {took:.0f} s = {took / n:.1f} s per submission, "
+                  f"{took * min(jobs, cores) / n:.1f} core-seconds per submission (includes releasing the "
+                  f"assignment once); {cpu / n:.1f} CPU seconds per submission (nbgrader, sandbox, kernel); load "
+                  f"average {load:.1f} before, {os.getloadavg()[0]:.1f} after", flush=True)
+            shutil.rmtree(work, ignore_errors=True)
     print(grading.summary_table(results))
+    print(f"\nsandbox: {results[0].sandbox}; {cores} cores")
+    for jobs in args.jobs:
+        xs = seconds[jobs]
+        spread = f" +- {statistics.stdev(xs) / n:.2f}" if len(xs) > 1 else ""
+        print(f"-j {jobs}: {statistics.mean(xs) / n:.2f}{spread} s per submission over {len(xs)} run(s)")
     first, last = args.jobs[0], args.jobs[-1]
     if len(args.jobs) > 1:
-        print(f"\nspeed-up -j {last} over -j {first}: {seconds[first] / seconds[last]:.2f}x; results identical: "
+        ratios = [a / b for a, b in zip(seconds[first], seconds[last])]
+        print(f"speed-up -j {last} over -j {first}: {statistics.mean(ratios):.2f}x "
+              f"({', '.join(f'{r:.2f}' for r in ratios)}); results identical: "
               f"{all(scores[j] == scores[first] for j in args.jobs)}")
     shutil.rmtree(tmp, ignore_errors=True)
 

@@ -97,6 +97,11 @@ def find(kind="auto"):
         raise Unavailable(f"no sandbox: bwrap does not start ({err}); {INSTALL}") from None
     if proc.returncode != 0:
         reason = (proc.stderr or "").strip().splitlines()[-1:] or ["no output"]
+        if "nknown option" in reason[0] or "nrecognized option" in reason[0]:
+            raise Unavailable(f"no sandbox: this bwrap is too old ({reason[0][:120]}); grading needs bubblewrap 0.8 "
+                              f"or newer (--size); {INSTALL}")
+        if "setpriv" in reason[0]:
+            raise Unavailable(f"no sandbox: `setpriv` (util-linux) is missing ({reason[0][:120]}); install util-linux")
         raise Unavailable(f"no sandbox: bwrap cannot make namespaces here ({reason[0][:160]}); the kernel may not "
                           f"allow user namespaces (sysctl kernel.unprivileged_userns_clone=1), or {INSTALL}")
     return "bwrap"
