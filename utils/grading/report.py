@@ -210,6 +210,11 @@ def summary_table(results, sandbox=None):
         lines.append("  ".join(row[i].ljust(widths[i]) for i in range(4)) + "  " + row[4])
         if k == 0:
             lines.append("  ".join("-" * w for w in widths) + "  " + "-" * 6)
+    from ..independent.grading_check import disagreements, summary_line
+
+    counts = [(r.student, disagreements(r.adjustments.values())) for r in results]
+    if any(n for _, n in counts):  # parts whose notebook test passed but not the independent check
+        lines += ["", summary_line(counts)]
     sandbox = sandbox or next((r.sandbox for r in results if r.sandbox), "")
     if sandbox:
         lines.append("")

@@ -52,6 +52,9 @@ PASS_ENV = ["NBGRADER_EXECUTION", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "PYTHONW
 UID_BASE = 100000
 _RUNS = itertools.count()
 IN = "/.submission-in"
+# Files a notebook writes in its folder that the grader keeps (in WORKSPACE/sandbox/, next to the copy):
+# the model the training part's given cell saves under grading, for the independent check.
+KEPT = ["trained_model.pt"]
 # Inside the sandbox, before the command: copy the read-only submission into the writable /submission.
 COPY_IN = ["/bin/sh", "-c", f'[ ! -d {IN} ] || cp -R {IN}/. /submission/ || exit 125; exec "$@"', "sandbox"]
 INSTALL = ("install bubblewrap (Debian/Ubuntu: `apt-get install bubblewrap`, Fedora: `dnf install bubblewrap`, "
@@ -121,12 +124,14 @@ def _python_dirs():
     return sorted(dirs)
 
 
-def base_argv(submission, utils_copy, *, binds=(), uid=None, disk_mb=None):
+def base_argv(submission, utils_copy, *, binds=(), uid=None, disk_mb=None, files=()):
     """The bwrap command line up to (not including) the command: file system, namespaces, environment.
 
     submission: a host folder bound read-only at /.submission-in (copied into /submission by ``COPY_IN``)
     or None; utils_copy: the folder bound read-only at /course/utils (or None); binds: (host, inside)
-    folders bound read-write; uid: the uid to run as (root only); disk_mb: size of /tmp and /submission.
+    folders bound read-write; uid: the uid to run as (root only); disk_mb: size of /tmp and /submission;
+    files: (host file, name) pairs: existing host files bound read-write at /submission/NAME (what the
+    notebook writes there outlives the sandbox; its size is capped by RLIMIT_FSIZE like any file).
     """
     argv = ["bwrap", "--die-with-parent", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
             "--unshare-cgroup-try", "--hostname", "sandbox"]
@@ -164,6 +169,8 @@ def base_argv(submission, utils_copy, *, binds=(), uid=None, disk_mb=None):
     argv += ["--perms", "01777", *size, "--tmpfs", "/submission", "--chdir", "/submission"]
     if submission is not None:
         argv += ["--ro-bind", str(submission), IN]
+    for host, name in files:
+        argv += ["--bind", str(host), f"/submission/{name}"]
     env = {k: os.environ[k] for k in PASS_ENV if k in os.environ}
     env.update({"HOME": "/tmp", "IPYTHONDIR": "/tmp/.ipython", "MPLCONFIGDIR": "/tmp/.mpl", "PYTHONPATH": "/course",
                 "PATH": f"{os.path.dirname(sys.executable)}:/usr/local/bin:/usr/bin:/bin", "PYTHONNOUSERSITE": "1"})
@@ -292,7 +299,16 @@ def kernel_main(config_path, connection_file):
     if uid is not None:
         os.chown(runtime, uid, uid)  # that folder and the connection file only, never recursively
         os.chown(connection_file, uid, uid)
-    argv = base_argv(sub, cfg.get("utils"), binds=[(runtime, runtime)], uid=uid, disk_mb=limits.disk_mb) + COPY_IN
+    # The files the notebook leaves for the checks after the run (utils.independent reads the trained model)
+    kept = []
+    for name in KEPT:
+        host = sub.parent / name
+        host.write_bytes(b"")
+        if uid is not None:
+            os.chown(host, uid, uid)
+        kept.append((host, name))
+    argv = base_argv(sub, cfg.get("utils"), binds=[(runtime, runtime)], uid=uid, disk_mb=limits.disk_mb,
+                     files=kept) + COPY_IN
     argv += [sys.executable, "-m", "ipykernel_launcher", "-f", str(pathlib.Path(connection_file).resolve())]
     _limit(limits)
     os.execvp(argv[0], argv)

@@ -26,14 +26,14 @@ import json
 import os
 import pathlib
 import secrets
-import shutil
+import stat
 import subprocess
 import sys
 import time
 
 from .compare import PartResult, compare_part
 
-__all__ = ["check_submission", "PartResult", "subprocess_runner", "ROOT"]
+__all__ = ["check_submission", "check", "PartResult", "subprocess_runner", "ROOT"]
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -58,12 +58,40 @@ def subprocess_runner(cmd, *, cwd, env, timeout):
 
 
 def _load(path):
+    import io
+
     import torch
 
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # missing, truncated, or not plain data
+    try:  # a regular file (not a link) of bounded size, read as plain data only
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as f:
+            data = f.read(MAX_MODEL_BYTES + 1)
+        if len(data) > MAX_MODEL_BYTES:
+            return None
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception:  # missing, a link, too large, truncated, or not plain data
         return None
+
+
+MAX_MODEL_BYTES = 64 * 2**20
+
+
+def copy_plain_file(src, dest, limit=MAX_MODEL_BYTES):
+    """Copy ``src`` to ``dest`` if it is a regular file (not a link: the student's code wrote it and could
+    point it at a file only the grader may read) of at most ``limit`` bytes; return whether it did."""
+    try:
+        fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return False
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
+            return False
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        return False
+    pathlib.Path(dest).write_bytes(data)
+    return True
 
 
 def _has_training_save(source):
@@ -71,17 +99,20 @@ def _has_training_save(source):
 
 
 def check_submission(notebook_path, assignment_name, workdir, run=subprocess_runner, *, seed=None,
-                     trained_model=None, source=None, timeout=300, root=ROOT):
+                     trained_model=None, source=None, timeout=300, root=ROOT, private=None):
     """Check every automatically graded part of a submission; return {grade_id: PartResult}.
 
     Inputs:
     - notebook_path: the submitted notebook (its folder is where ``trained_model.pt`` is looked for,
       unless ``trained_model`` gives the path);
     - assignment_name: "lstm" or "multi_head_attention";
-    - workdir: an empty folder for the check's files (two subfolders: student/ and reference/);
+    - workdir: a folder for the student's process (its files go to ``workdir/student``; with a
+      sandbox, the folder the sandbox sees);
     - run: how to run the student's process (see :func:`subprocess_runner`);
     - seed: the inputs' seed (default: a new one from ``secrets``); source: the course's source
-      notebook (default: read from solutions/).
+      notebook (default: read from solutions/);
+    - private: a folder for the reference process that the student's process cannot reach (default:
+      ``workdir/reference`` without a sandbox; pass one outside the sandbox's folder otherwise).
     """
     import nbformat
     import torch
@@ -92,20 +123,24 @@ def check_submission(notebook_path, assignment_name, workdir, run=subprocess_run
     notebook_path, workdir = pathlib.Path(notebook_path), pathlib.Path(workdir)
     seed = secrets.randbits(62) if seed is None else int(seed)
     source = source if source is not None else extract.source_notebook(assignment_name, root)
-    student_dir, ref_dir = workdir / "student", workdir / "reference"
+    student_dir = workdir / "student"
+    ref_dir = pathlib.Path(private) if private else workdir / "reference"
     for d in (student_dir, ref_dir):
         d.mkdir(parents=True, exist_ok=True)
-    cases = inputs.draw(assignment_name, seed)
+    constants = extract.given_constants(assignment_name, source)
+    cases = inputs.draw(assignment_name, seed, constants)
+    for case in cases:  # the training parts' bar: the one the notebook's test applies under grading
+        if case["kind"] in ("adding", "reverser") and "bar" in constants:
+            case["bar"] = constants["bar"]
     torch.save(cases, student_dir / "inputs.pt")
     torch.save(cases, ref_dir / "inputs.pt")
     submission = nbformat.read(str(notebook_path), as_version=4)
     cells = extract.extract(submission, assignment_name, source)
     (student_dir / "cells.json").write_text(json.dumps(cells))
-    job = {"assignment": assignment_name, "constants": extract.given_constants(assignment_name, source)}
+    job = {"assignment": assignment_name, "constants": constants}
     (student_dir / "job.json").write_text(json.dumps(job))
     trained = pathlib.Path(trained_model) if trained_model else notebook_path.parent / "trained_model.pt"
-    if trained.is_file():
-        shutil.copy(trained, student_dir / "trained_model.pt")
+    copy_plain_file(trained, student_dir / "trained_model.pt")
 
     env = _env(root)
     reference = subprocess.Popen([sys.executable, "-m", "utils.independent.reference", str(ref_dir)], cwd=ref_dir,
@@ -131,17 +166,27 @@ def check_submission(notebook_path, assignment_name, workdir, run=subprocess_run
     out = {}
     for part in inputs.PARTS[assignment_name]:
         idx = [i for i, c in enumerate(cases) if c["part"] == part]
-        if part == "test_training" and not trained.is_file() and not _has_training_save(source):
+        if part == "test_training" and not (student_dir / "trained_model.pt").is_file() \
+                and not _has_training_save(source):
             out[part] = PartResult(passed=None, points_ok=True, seed=seed,
                                    reason="not checked: this release does not save the trained model")
             continue
         out[part] = compare_part(assignment_name, part, [cases[i] for i in idx], [results[i] for i in idx],
                                  [ref_out[i] for i in idx], seed=seed)
         if all(results[i] is None for i in idx) and proc.returncode != 0:
-            tail = (proc.stderr or "").strip().splitlines()[-1:] or [""]
+            tail = [line for line in (proc.stderr or "").strip().splitlines()  # not the profiler's own log
+                    if line.strip() and not line.startswith(("USDT:", "INFO:", "WARNING:"))][-1:] or [""]
             out[part].reason += f" ({tail[0][:200]})" if tail[0] else ""
     check_submission.last_seconds = time.perf_counter() - t0
     return out
 
 
 check_submission.last_seconds = 0.0
+
+
+def check(ctx):
+    """The grading pipeline's hook (``utils.grading.pipeline.PLUGINS``): the independent check of one
+    submission, as a list of Adjustments (see :func:`.grading_check.pipeline_check`)."""
+    from .grading_check import pipeline_check
+
+    return pipeline_check(ctx)

@@ -123,10 +123,10 @@ def _backward_case(d, N, D, H, dtype, scales, tol, label, dh_zero=False, dc_zero
                  dh=dh, dc=dc, cache=cache, b_ih=b_ih, b_hh=b_hh)
 
 
-def _lstm(d):
+def _lstm(d, constants):
     r = d.int
     cases = [
-        _cell_forward_case(d, r(2, 6), r(2, 7), r(2, 7), "float32", (1, 1, 1), F32, "new inputs"),
+        _cell_forward_case(d, r(2, 6), r(2, 7), r(2, 7), "float32", (1, 1, 1), F32, "random values"),
         _cell_forward_case(d, 1, r(5, 8), r(1, 3), "float32", (1, 1, 1), F32, "a batch of one, D != H"),
         _cell_forward_case(d, r(2, 6), r(2, 6), r(4, 8), "float64", (1, 1, 1), F64, "float64"),
         _cell_forward_case(d, r(3, 7), r(4, 9), r(2, 4), "float32", (60, 20, 10), F32, "saturated gates"),
@@ -142,14 +142,14 @@ def _lstm(d):
         _module_case(d, r(2, 4), r(4, 7), 2, r(3, 5), r(8, 13), initial_state=True, label="two layers, "),
     ]
     cases += [
-        _backward_case(d, r(2, 6), r(2, 6), r(3, 6), "float32", (1, 1, 1), F32, "new inputs"),
+        _backward_case(d, r(2, 6), r(2, 6), r(3, 6), "float32", (1, 1, 1), F32, "random values"),
         _backward_case(d, 1, r(4, 7), r(1, 3), "float64", (1, 1, 1), F64, "float64, a batch of one"),
         _backward_case(d, r(4, 8), r(1, 3), r(6, 9), "float32", (1, 1, 1), F32, "only dc_next", dh_zero=True),
         _backward_case(d, r(3, 6), r(2, 5), r(2, 5), "float32", (1, 1, 1), F32, "only dh_next", dc_zero=True),
         _backward_case(d, r(4, 7), r(3, 6), r(2, 4), "float64", (40, 5, 3), dict(atol=1e-10, rtol=1e-8),
                        "float64, saturated gates"),
     ]
-    cases.append(_adding_case(d))
+    cases.append(_adding_case(d, T=int(constants.get("num_steps", 50))))
     return cases
 
 
@@ -329,7 +329,7 @@ def _block_case(d, N, L, E, H, ff, *, dtype="float32", padded=False, tol=F32, la
                  sizes=[E, H, ff], state=state, x=d.randn(N, L, E, dtype=dtype), kpm=kpm, dtype=dtype)
 
 
-def _mha_assignment(d):
+def _mha_assignment(d, constants):
     r = d.int
     cases = _attention(d) + _heads(d)
     cases += [_case("test_causal", "causal", f"causal_mask({L})", dict(atol=0.0, rtol=0.0), L=L)
@@ -346,17 +346,22 @@ def _mha_assignment(d):
         _block_case(d, 2, 6, 12, 3, 24, dtype="float64", padded=True, tol=dict(atol=1e-10, rtol=1e-4),
                     label="float64, padded"),
     ]
-    X = torch.randint(0, 10, (500, 10), generator=d.gen)
+    T, V = int(constants.get("num_steps", 10)), int(constants.get("vocab_size", 10))
+    X = torch.randint(0, V, (500, T), generator=d.gen)
     cases.append(_case("test_training", "reverser", "500 new sequences of the reversal task", F32, X=X,
                        perturb_seed=d.int(0, 2**31)))
     return cases
 
 
-def draw(assignment, seed):
-    """The cases of ``assignment`` ("lstm" or "multi_head_attention") for ``seed`` (an int)."""
-    d = _Draw(seed)
+def draw(assignment, seed, constants=None):
+    """The cases of ``assignment`` ("lstm" or "multi_head_attention") for ``seed`` (an int).
+
+    constants: the given cells' constants as the graded run sets them (``extract.given_constants``):
+    the training parts' sequences have the length the model was trained on (``num_steps``).
+    """
+    d, constants = _Draw(seed), constants or {}
     if assignment == "lstm":
-        return _lstm(d)
+        return _lstm(d, constants)
     if assignment == "multi_head_attention":
-        return _mha_assignment(d)
+        return _mha_assignment(d, constants)
     raise ValueError(f"assignment: expected one of {sorted(PARTS)}, got {assignment!r}")
