@@ -161,7 +161,10 @@ def train(model, batches, step_fn, optimizer, *, num_epochs=1, max_steps=None, c
     total = max_steps
     if total is None and not callable(batches) and hasattr(batches, "__len__"):
         total = num_epochs * len(batches)
-    bar = tqdm(total=total, initial=step, desc=desc, disable=not progress, leave=True)
+    # At most one redraw a second: in Jupyter each redraw is a message to the front end, and a long cell
+    # that sends thousands of them can overflow the kernel's output queue (nbval then waits for an output
+    # that was dropped).
+    bar = tqdm(total=total, initial=step, desc=desc, disable=not progress, leave=True, mininterval=1.0)
     start = time.perf_counter()
     seconds_before = history.seconds
 
