@@ -399,7 +399,7 @@ def _describe(err):
 
 LSTM_SUBST = {"lstm_cell_forward": _ref_lstm_cell_forward}
 ATTENTION_SUBST = {"dot_product_attention": _ref_dot_product_attention, "split_heads": _ref_split_heads,
-                   "merge_heads": _ref_merge_heads}
+                   "merge_heads": _ref_merge_heads, "mha_allowed_mask": _ref_allowed_mask}
 VARIANTS = {"lstm_module", "adding", "mha", "block", "reverser"}  # recorded per variant (own, subst)
 
 
