@@ -7,7 +7,8 @@ these in place of the student's earlier part, so that one mistake costs its own 
 They are written with plain tensor operations (no ``torch.nn.LSTM``, ``LSTMCell``,
 ``scaled_dot_product_attention`` or ``nn.MultiheadAttention``), so they run while the tests switch
 those off, and they use PyTorch's conventions and parameter names, so that PyTorch's state dicts load
-into them. ``tests/test_reference.py`` checks each one against PyTorch's own module.
+into them. ``test_the_references_match_pytorch`` (tests/test_assignment_multi_head_attention.py)
+checks them against PyTorch's own modules.
 
 LSTM:
 - ``lstm_cell_forward(x, h_prev, c_prev, W_ih, W_hh, b_ih, b_hh) -> (h_next, c_next, cache)``

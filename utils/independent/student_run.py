@@ -31,69 +31,17 @@ from torch import nn
 
 from utils.independent.ops import Recorder  # bound before any student code runs
 
+# Correct versions of the earlier parts, substituted for the student's (``subst``): the course's reference
+# parts (utils/reference.py, checked against PyTorch's own modules by test_the_references_match_pytorch;
+# the same ones the notebooks' tests substitute), bound before any student code runs.
+from utils.reference import MultiHeadAttention as _RefMultiHeadAttention
+from utils.reference import dot_product_attention as _ref_dot_product_attention
+from utils.reference import lstm_cell_forward as _ref_lstm_cell_forward
+from utils.reference import merge_heads as _ref_merge_heads
+from utils.reference import mha_allowed_mask as _ref_allowed_mask
+from utils.reference import split_heads as _ref_split_heads
+
 CASE_SECONDS = 30
-
-
-# ------------------------------------------------------------------ correct versions of earlier parts
-
-
-def _ref_lstm_cell_forward(x, h_prev, c_prev, W_ih, W_hh, b_ih, b_hh):
-    gates = x @ W_ih.T + b_ih + h_prev @ W_hh.T + b_hh  # (N, 4H)
-    i, f, g, o = gates.chunk(4, 1)
-    i, f, g, o = i.sigmoid(), f.sigmoid(), g.tanh(), o.sigmoid()
-    c_next = f * c_prev + i * g
-    h_next = o * c_next.tanh()
-    return h_next, c_next, (x, h_prev, c_prev, W_ih, W_hh, i, f, g, o, c_next)
-
-
-def _ref_dot_product_attention(q, k, v, mask=None):
-    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (..., L, S)
-    if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
-    weights = scores.softmax(dim=-1)
-    return weights @ v, weights
-
-
-def _ref_split_heads(x, num_heads):
-    N, L, D = x.shape
-    if D % num_heads:
-        raise ValueError(f"d_model = {D} is not divisible by num_heads = {num_heads}")
-    return x.reshape(N, L, num_heads, D // num_heads).transpose(1, 2)
-
-
-def _ref_merge_heads(x):
-    N, H, L, hd = x.shape
-    return x.transpose(1, 2).reshape(N, L, H * hd)
-
-
-def _ref_allowed_mask(key_padding_mask, attn_mask, num_heads):
-    allowed = None
-    if key_padding_mask is not None:
-        allowed = ~key_padding_mask[:, None, None, :]
-    if attn_mask is not None:
-        a = ~attn_mask[None, None] if attn_mask.dim() == 2 else ~attn_mask.reshape(-1, num_heads, *attn_mask.shape[-2:])
-        allowed = a if allowed is None else allowed & a
-    return allowed
-
-
-class _RefMultiHeadAttention(nn.Module):
-    def __init__(self, embed_dim, num_heads):
-        super().__init__()
-        self.embed_dim, self.num_heads = embed_dim, num_heads
-        self.in_proj_weight = nn.Parameter(torch.empty(3 * embed_dim, embed_dim))
-        self.in_proj_bias = nn.Parameter(torch.zeros(3 * embed_dim))
-        self.out_proj = nn.Linear(embed_dim, embed_dim)
-        nn.init.xavier_uniform_(self.in_proj_weight)
-
-    def forward(self, query, key, value, key_padding_mask=None, attn_mask=None):
-        E, H = self.embed_dim, self.num_heads
-        w, b = self.in_proj_weight, self.in_proj_bias
-        q = _ref_split_heads(query @ w[:E].T + b[:E], H)
-        k = _ref_split_heads(key @ w[E:2 * E].T + b[E:2 * E], H)
-        v = _ref_split_heads(value @ w[2 * E:].T + b[2 * E:], H)
-        mask = _ref_allowed_mask(key_padding_mask, attn_mask, H)
-        z, weights = _ref_dot_product_attention(q, k, v, mask)
-        return self.out_proj(_ref_merge_heads(z)), weights.mean(dim=1)
 
 
 # ------------------------------------------------------------------------------------- helpers
