@@ -241,9 +241,10 @@ def train(model, batches, step_fn, optimizer, *, num_epochs=1, max_steps=None, c
                                  f"{type(loss).__name__} {tuple(getattr(loss, 'shape', ()))}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            history.grad_norm.append(grad_norm(params))
-            if clip_norm is not None:
-                torch.nn.utils.clip_grad_norm_(params, clip_norm)
+            if clip_norm is not None:  # clip_grad_norm_ returns the norm before clipping: computed once
+                history.grad_norm.append(torch.nn.utils.clip_grad_norm_(params, clip_norm).item())
+            else:
+                history.grad_norm.append(grad_norm(params))
             optimizer.step()
             step += 1
             consumed += 1
