@@ -252,7 +252,10 @@ def train(model, batches, step_fn, optimizer, *, num_epochs=1, max_steps=None, c
             value = loss.item()
             history.loss.append(value)
             bar.update(1)
-            bar.set_description(f"{desc} loss {value:.4f}" if math.isfinite(value) else f"{desc} loss {value}")
+            # refresh=False: the bar redraws at most once a second (mininterval), not at every step, where
+            # each redraw of a notebook widget costs about as much as a small model's training step
+            bar.set_description(f"{desc} loss {value:.4f}" if math.isfinite(value) else f"{desc} loss {value}",
+                                refresh=False)
             if eval_every and step % eval_every == 0:
                 evaluate(step)
             if checkpoint_every and step % checkpoint_every == 0:
