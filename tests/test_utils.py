@@ -166,6 +166,26 @@ def test_train_clips_and_stops_at_max_steps():
     assert torch.equal(model.weight, w0)  # lr 0: nothing moves
 
 
+def test_train_records_the_gradient_norm_before_clipping_and_clips():
+    """The recorded norm is autograd's, before clipping, with and without clip_norm; the step uses the clipped one."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    batch = (torch.randn(8, 3), 10 * torch.randn(8, 2))
+
+    def loss_fn(m, b):
+        return ((m(b[0]) - b[1]) ** 2).mean()
+
+    grads = torch.autograd.grad(loss_fn(model, batch), list(model.parameters()))
+    expected = torch.linalg.vector_norm(torch.cat([g.flatten() for g in grads])).item()
+    assert expected > 1.0
+    for clip_norm in (None, 1.0):
+        opt = torch.optim.SGD(model.parameters(), lr=0.0)
+        hist = training.train(model, [batch], loss_fn, opt, clip_norm=clip_norm, progress=False)
+        assert hist.grad_norm[0] == pytest.approx(expected, rel=1e-5)
+        after = torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in model.parameters()])).item()
+        assert after == pytest.approx(expected if clip_norm is None else clip_norm, rel=1e-5)
+
+
 def test_train_rejects_bad_arguments():
     model = torch.nn.Linear(1, 1)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
