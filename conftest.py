@@ -8,7 +8,10 @@ waiting for output"). The whole cell keeps its own limit, ``--nbval-cell-timeout
 
 import os
 
+import nbval.kernel
 import nbval.plugin
+
+from tests.machines import NBVAL_MACHINE, machine_env
 
 # No progress bars in the notebooks nbval re-executes (their kernels inherit this environment): nbval
 # reads a cell's outputs only after the cell has finished, and the thousands of widget messages of a long
@@ -27,3 +30,16 @@ def _patient_cell_init(self, *args, **kwargs):
 
 
 nbval.plugin.IPyNbCell.__init__ = _patient_cell_init
+
+
+# The notebooks' kernels compute as another machine would (tests/machines.py): an output that nbval
+# compares as text must not depend on which CPU made the committed copy.
+_start_new_kernel = nbval.kernel.start_new_kernel
+
+
+def _start_kernel_as_other_machine(*args, **kwargs):
+    kwargs["env"] = {**os.environ, **kwargs.get("env", {}), **machine_env(NBVAL_MACHINE)}
+    return _start_new_kernel(*args, **kwargs)
+
+
+nbval.kernel.start_new_kernel = _start_kernel_as_other_machine
