@@ -9,7 +9,7 @@ Small modules, each named for what it holds:
 - ``real_data`` real series and texts that ship with installed packages or with Python itself
 - ``checks``    student-facing comparisons that say where and by how much two tensors differ
 - ``notebooks`` the notebook conventions, their checker and the fork re-pointing command
-- ``grading``   the instructor's release and autograde commands (``python -m utils.grading``)
+- ``grading``   the instructor's release and autograde commands (``python -m instructor.grading``)
 """
 
 __version__ = "0.1.0"
