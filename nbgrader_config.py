@@ -3,9 +3,9 @@
 - source (``solutions/``): the instructor's notebooks with solutions and hidden tests;
 - release (``assignments/``): the student versions, made by ``nbgrader generate_assignment``;
 - submitted/, autograded/, feedback/ and gradebook.db are grading work folders, ignored by git.
-- GradingSandbox: the defaults of the grading sandbox (utils/grading/sandbox.py).
+- GradingSandbox: the defaults of the grading sandbox (instructor/grading/sandbox.py).
 
-``python -m utils.grading`` (see the README) drives nbgrader with this configuration.
+``python -m instructor.grading`` (see the README) drives nbgrader with this configuration.
 """
 
 import os
@@ -36,7 +36,7 @@ c.OverwriteCells.add_missing_cells = True  # deleted test cells come back from t
 c.ExecutePreprocessor.timeout = 60
 c.ClearMetadataPreprocessor.enabled = False
 
-# Grading (`python -m utils.grading grade`, see utils/grading/): every submission is executed in a
+# Grading (`python -m instructor.grading grade`, see instructor/grading/): every submission is executed in a
 # workspace of its own, its kernel in an OS sandbox (bubblewrap) with these caps; `grade` flags override them.
 # nbgrader itself does not read this section.
 c.GradingSandbox.kind = "auto"  # "auto"/"bwrap": refuse to grade without a sandbox; "none" = --no-sandbox

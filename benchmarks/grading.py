@@ -27,7 +27,7 @@ import nbformat
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from utils import grading  # noqa: E402
+from instructor import grading  # noqa: E402
 
 
 def partial(student, source, k):

@@ -15,7 +15,8 @@ import nbformat
 import pytest
 import torch
 
-from utils import grading, lstm_checks, reference
+from instructor import grading
+from utils import lstm_checks, torch_parts
 from utils.checks import CheckError
 
 NAME = "lstm"
@@ -73,7 +74,8 @@ def test_checks_pass_the_source_answers(capsys):
                                     torch.randn(2, 4).double(), atol=1e-12, rtol=1e-10)
     lstm_checks.check_lstm_module(ns["LSTM"], 3, 3, num_layers=3, initial_state=True, grads=True,
                                   dtype=torch.float64, atol=1e-12, rtol=1e-10)
-    lstm_checks.check_lstm_module(ns["LSTM"], 3, 3, num_layers=2, grads=True, cell_forward=reference.lstm_cell_forward)
+    lstm_checks.check_lstm_module(ns["LSTM"], 3, 3, num_layers=2, grads=True,
+                                  cell_forward=torch_parts.lstm_cell_forward)
     assert capsys.readouterr().out.count("ok:") == 4
 
 
@@ -153,7 +155,7 @@ STEP = "h, c, _ = self.cell_forward(layer_input[:, t], h, c, *weights)"
 ])
 def test_module_check_says_what_differs(old, new, kwargs, expect):
     with pytest.raises(CheckError) as err:
-        lstm_checks.check_lstm_module(_module_variant(old, new), 4, 5, cell_forward=reference.lstm_cell_forward,
+        lstm_checks.check_lstm_module(_module_variant(old, new), 4, 5, cell_forward=torch_parts.lstm_cell_forward,
                                       **kwargs)
     assert expect in str(err.value), str(err.value)
 
@@ -252,15 +254,15 @@ def test_a_student_sees_the_cause(mistake, capsys):
         assert text in str(err.value), f"{mistake}: {text!r} not in\n{err.value}"
 
 
-def test_each_part_is_tested_with_the_reference_of_the_parts_below():
-    # a wrong step costs part 1 only: the module test (reference step) and the training's choice of parts
+def test_each_part_is_tested_with_pytorchs_parts_below():
+    # a wrong step costs part 1 only: the module test (PyTorch's step) and the training's choice of parts
     ns = _mutated(MISTAKES["gates in CS231n's order"][0])
     lstm_checks.visible_part2(ns["LSTM"])
     cell, lstm_class, note = lstm_checks.working_parts(ns["lstm_cell_forward"], ns["LSTM"])
-    assert cell is reference.lstm_cell_forward and lstm_class is ns["LSTM"] and "fails part 1" in note
+    assert cell is torch_parts.lstm_cell_forward and lstm_class is ns["LSTM"] and "fails part 1" in note
     ns = _mutated(BUFFER_LOOP)
     cell, lstm_class, note = lstm_checks.working_parts(ns["lstm_cell_forward"], ns["LSTM"])
-    assert cell is ns["lstm_cell_forward"] and lstm_class is reference.LSTM and "fails part 2" in note
+    assert cell is ns["lstm_cell_forward"] and lstm_class is lstm_checks.TorchLSTM and "fails part 2" in note
 
 
 def test_the_table_of_parts(capsys):

@@ -13,8 +13,8 @@ import shutil
 import nbformat
 import pytest
 
-from utils import grading
-from utils.grading import sandbox
+from instructor import grading
+from instructor.grading import sandbox
 
 # These inputs are messy, not hostile: graded in the sandbox where one can be made, without elsewhere.
 KIND = "auto" if sandbox.available() else "none"

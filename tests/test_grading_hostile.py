@@ -19,8 +19,8 @@ import nbformat
 import pytest
 from test_grading import _answer, _toy_source, _write
 
-from utils import grading
-from utils.grading import sandbox
+from instructor import grading
+from instructor.grading import sandbox
 
 pytestmark = pytest.mark.skipif(not sandbox.available(), reason="no sandbox can be made here (bwrap missing or "
                                 "namespaces not allowed): the hostile submissions are never run unsandboxed")

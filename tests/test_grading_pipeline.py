@@ -8,9 +8,9 @@ import nbformat
 import pytest
 from test_grading import _answer, _toy_source, _write
 
-from utils import grading
-from utils.grading import sandbox
-from utils.grading.report import Adjustment
+from instructor import grading
+from instructor.grading import sandbox
+from instructor.grading.report import Adjustment
 
 KIND = "auto" if sandbox.available() else "none"
 GOOD_ADD = "def add(a, b):\n    return a + b"

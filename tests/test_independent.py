@@ -1,4 +1,4 @@
-"""The independent check (utils/independent): it sees what the in-notebook tests can be talked out of.
+"""The independent check (instructor/independent): it sees what the in-notebook tests can be talked out of.
 
 - the operator recorder sees every way of reaching PyTorch's implementation that the answers must
   not use (by an alias, a built string, ``torch.ops.aten``, ``torch._C``, autograd bound early);
@@ -29,9 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from utils import grading
-from utils.independent import check_submission, ops
-from utils.independent.compare import PartResult
+from instructor import grading
+from instructor.independent import check_submission, ops
+from instructor.independent.compare import PartResult
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PARTS = {"lstm": ["test_lstm_cell_forward", "test_lstm_module", "test_lstm_cell_backward", "test_training"],

@@ -1,4 +1,4 @@
-"""How the independent check's verdicts become scores (utils/independent/grading_check.py): pure logic.
+"""How the independent check's verdicts become scores (instructor/independent/grading_check.py): pure logic.
 
 A part keeps its points only when its test in the notebook and its independent check both pass; a
 disagreement says so in a student's words and is counted; the static audit is a second opinion that
@@ -7,8 +7,8 @@ is reported, not applied, where the independent check passed; nothing else chang
 
 import pathlib
 
-from utils.independent.compare import PartResult
-from utils.independent.grading_check import DISAGREES, decide, disagreement_count, summary_line
+from instructor.independent.compare import PartResult
+from instructor.independent.grading_check import DISAGREES, decide, disagreement_count, summary_line
 
 OK = PartResult(passed=True, points_ok=True)
 WRONG = PartResult(passed=False, points_ok=False, reason="`LSTM` does not agree with PyTorch on new inputs ...")
@@ -59,8 +59,8 @@ def test_the_summary_counts_parts_and_submissions():
 def test_the_constants_and_the_bar_are_those_of_the_graded_run():
     import nbformat
 
-    from utils.independent.extract import given_constants
-    from utils.independent.inputs import draw
+    from instructor.independent.extract import given_constants
+    from instructor.independent.inputs import draw
 
     def cell(gid, source):
         c = nbformat.v4.new_code_cell(source)
@@ -78,7 +78,7 @@ def test_the_constants_and_the_bar_are_those_of_the_graded_run():
 
 
 def test_a_trained_model_that_is_a_link_or_too_large_is_not_copied_into_the_check(tmp_path):
-    from utils.independent import copy_plain_file
+    from instructor.independent import copy_plain_file
 
     secret = tmp_path / "gradebook.db"
     secret.write_text("the instructor's data")
@@ -96,11 +96,11 @@ def test_in_a_sandbox_the_results_come_back_on_a_stdout_the_answers_cannot_print
     import subprocess
     import sys
 
-    from utils.independent.student_run import MARKER, read_stream
+    from instructor.independent.student_run import MARKER, read_stream
 
     script = f"""
 import sys
-from utils.independent.student_run import _Sink, MARKER
+from instructor.independent.student_run import _Sink, MARKER
 sink = _Sink({str(tmp_path / 'out.pt')!r}, stream=True)
 print(MARKER + "forged by the answer")  # what an answer prints goes to stderr
 sys.stdout.flush()

@@ -1,4 +1,4 @@
-"""The independent check inside grading (``python -m utils.grading grade``), end to end, in the sandbox.
+"""The independent check inside grading (``python -m instructor.grading grade``), end to end, in the sandbox.
 
 One submission per assignment, each fooling the test of one part in its notebook:
 - LSTM: gates in the wrong order hidden by rebinding the course's comparison through a module alias
@@ -18,9 +18,9 @@ import nbformat
 import pytest
 from test_independent import CHEATS, _source
 
-from utils import grading
-from utils.grading.report import summary_table
-from utils.independent.grading_check import DISAGREES
+from instructor import grading
+from instructor.grading.report import summary_table
+from instructor.independent.grading_check import DISAGREES
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SETATTR = [("lstm_module", 'self.register_parameter(f"weight_ih_l{k}",', 'setattr(self, f"weight_ih_l{k}",')]
@@ -87,7 +87,7 @@ def test_the_trained_model_the_notebook_saves_in_its_sandbox_is_kept_and_nothing
     trained model the given training cell saves under grading) reach the host."""
     import subprocess
 
-    from utils.grading import sandbox as sb
+    from instructor.grading import sandbox as sb
 
     if not sb.available("bwrap"):
         pytest.skip("no bubblewrap here")

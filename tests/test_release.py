@@ -2,7 +2,7 @@
 
 import pytest
 
-from utils import grading
+from instructor import grading
 
 NAMES = grading.assignment_names()
 
@@ -10,7 +10,7 @@ NAMES = grading.assignment_names()
 @pytest.mark.parametrize("name", NAMES)
 def test_student_version_is_generated_from_the_source(name):
     differing = grading.release([name], check=True)
-    assert not differing, f"assignments/{name} is stale: run `python -m utils.grading release {name}`"
+    assert not differing, f"assignments/{name} is stale: run `python -m instructor.grading release {name}`"
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -9,7 +9,8 @@ Small modules, each named for what it holds:
 - ``real_data`` real series and texts that ship with installed packages or with Python itself
 - ``checks``    student-facing comparisons that say where and by how much two tensors differ
 - ``notebooks`` the notebook conventions, their checker and the fork re-pointing command
-- ``grading``   the instructor's release and autograde commands (``python -m utils.grading``)
+- ``lstm_checks``, ``mha_checks``  the assignments' visible tests; ``torch_parts`` PyTorch's own earlier parts
+  for them (no answer key: the instructors' tools are in ``instructor/``, never shipped)
 """
 
 __version__ = "0.1.0"

@@ -1,6 +1,6 @@
 """Checks for the LSTM assignment: a hand-written LSTM against PyTorch's, saying what differs and where.
 
-Every check runs PyTorch's own module with the same weights as the reference, runs the answer with
+Every check runs PyTorch's own module with the same weights as the answer, runs the answer with
 PyTorch's LSTM implementations switched off (``utils.checks.forbid``), and raises
 ``utils.checks.CheckError`` with a message that names the gate, the time step or the gradient that
 differs. When everything agrees it prints one line and returns None.
@@ -24,12 +24,12 @@ import re
 
 import torch
 
-from . import reference
+from . import torch_parts
 from .checks import CheckError, call_answer, compare, forbid
 
 __all__ = ["FORBIDDEN", "GATES", "probe_gates", "check_cell_forward", "check_lstm_module",
            "check_cell_backward", "first_differing_step", "visible_part1", "visible_part2", "visible_part3",
-           "check_adding_model", "check_adding_predictions", "working_parts"]
+           "check_adding_model", "check_adding_predictions", "working_parts", "TorchLSTM"]
 
 # What an answer must not call: PyTorch's LSTM modules and the functions behind them.
 FORBIDDEN = ("torch.nn.LSTM", "torch.nn.LSTMCell", "torch.lstm", "torch.lstm_cell",
@@ -126,7 +126,7 @@ def _gate_order(student_step, args, want, atol, rtol):
         if perm == (0, 1, 2, 3):
             continue
         try:
-            with forbid(*FORBIDDEN):
+            with forbid(*FORBIDDEN), torch_parts.refuse("lstm_cell_forward"):
                 out = student_step(x, h_prev, c_prev, *(_permuted(w, perm) for w in weights))
             if all(compare(out[k], want[k], atol=atol, rtol=rtol) is None for k in (0, 1)):
                 return [GATES[k] for k in perm]
@@ -138,7 +138,7 @@ def _gate_order(student_step, args, want, atol, rtol):
 def _gate_lines(student_step, args, atol, rtol):
     """One line per gate: 'ok' or where it differs."""
     want = probe_gates(_torch_step, *args)
-    with forbid(*FORBIDDEN):
+    with forbid(*FORBIDDEN), torch_parts.refuse("lstm_cell_forward"):
         got = probe_gates(student_step, *args)
     lines, bad = [], []
     for k in GATES:
@@ -164,7 +164,7 @@ def check_cell_forward(cell_forward, ref_cell, x, h_prev, c_prev, *, atol=1e-5, 
     weights = _weights(ref_cell)
     args = (x, h_prev, c_prev, *weights)
     h_ref, c_ref = _torch_step(*args)
-    with forbid(*FORBIDDEN):
+    with forbid(*FORBIDDEN), torch_parts.refuse("lstm_cell_forward"):
         out = _outputs(call_answer(cell_forward, *args, part="part 1", name="lstm_cell_forward", hints=_CELL_HINTS),
                        "lstm_cell_forward", 3 if cache else 2)
     problems = [m for m in (compare(out[1], c_ref, "c_next", atol=atol, rtol=rtol, dims=("batch", "unit"),
@@ -250,8 +250,8 @@ def check_lstm_module(lstm_class, input_size, hidden_size, *, num_layers=1, batc
 
     Inputs: the sizes; initial_state: pass random (h_0, c_0); grads: also compare the gradients of
     the input, the initial state and every parameter; scale: multiplies the input; cell_forward: when
-    given, the module is built with ``cell_forward=`` this step (the assignment passes the reference
-    step, so that part 2 is checked on its own), and must call it at every step.
+    given, the module is built with ``cell_forward=`` this step (the assignment passes PyTorch's step,
+    ``utils.torch_parts.lstm_cell_forward``, so that part 2 is checked on its own), and must call it at every step.
     Raises CheckError saying which parameter, time step, layer or gradient differs.
     """
     torch.manual_seed(seed)
@@ -284,7 +284,7 @@ def check_lstm_module(lstm_class, input_size, hidden_size, *, num_layers=1, batc
 
     with torch.set_grad_enabled(grads):
         out_ref, (h_ref, c_ref) = call(ref, leaves_ref)
-        with forbid(*FORBIDDEN):
+        with forbid(*FORBIDDEN), torch_parts.refuse("LSTM"):
             result = call_answer(call, mine, leaves_mine, part="part 2", name="LSTM.forward",
                                  hints=_MODULE_HINTS)
     if (not isinstance(result, (tuple, list)) or len(result) != 2 or not isinstance(result[1], (tuple, list))
@@ -296,7 +296,7 @@ def check_lstm_module(lstm_class, input_size, hidden_size, *, num_layers=1, batc
     if cell_forward is not None and calls[0] == 0:
         raise CheckError("LSTM.forward never called self.cell_forward: call the step the module was given, "
                          "self.cell_forward(...), not lstm_cell_forward by its global name (the tests give it a "
-                         "reference step, part 4 a truncated one)")
+                         "step of PyTorch's, part 4 a truncated one)")
     time_dim = 1 if batch_first else 0
     dims = ("batch", "time step", "unit") if batch_first else ("time step", "batch", "unit")
     msg = compare(out, out_ref, "output", atol=atol, rtol=rtol, dims=dims, check_dtype=True)
@@ -456,11 +456,12 @@ def visible_part1(cell_forward):
 
 
 def visible_part2(lstm_class):
-    """Part 2: the module against torch.nn.LSTM, built with the reference step (so that a mistake in
-    part 1 does not show here): one layer, float32; two layers, a given (h_0, c_0), float64, gradients."""
-    check_lstm_module(lstm_class, 4, 5, cell_forward=reference.lstm_cell_forward)
+    """Part 2: the module against torch.nn.LSTM, built with PyTorch's step (``torch_parts.lstm_cell_forward``,
+    so that a mistake in part 1 does not show here): one layer, float32; two layers, a given (h_0, c_0),
+    float64, gradients."""
+    check_lstm_module(lstm_class, 4, 5, cell_forward=torch_parts.lstm_cell_forward)
     check_lstm_module(lstm_class, 4, 3, num_layers=2, initial_state=True, grads=True, dtype=torch.float64,
-                      atol=1e-12, rtol=1e-10, cell_forward=reference.lstm_cell_forward)
+                      atol=1e-12, rtol=1e-10, cell_forward=torch_parts.lstm_cell_forward)
 
 
 def visible_part3(cell_backward):
@@ -478,10 +479,10 @@ def visible_part3(cell_backward):
 
 
 def check_adding_model(model_class, num_hiddens=4, *, verbose=True):
-    """Part 4, before any training: ``model_class(num_hiddens, recurrent)`` with the reference LSTM must
-    map X (N, T, 2) to predictions of shape (N,) and the inputs' dtype."""
+    """Part 4, before any training: ``model_class(num_hiddens, recurrent)`` with PyTorch's LSTM
+    (``torch_parts.LSTM``) must map X (N, T, 2) to predictions of shape (N,) and the inputs' dtype."""
     torch.manual_seed(0)
-    model = call_answer(model_class, num_hiddens, reference.LSTM(2, num_hiddens), part="part 4",
+    model = call_answer(model_class, num_hiddens, torch_parts.LSTM(2, num_hiddens), part="part 4",
                         name="AddingModel(...)")
     X = torch.rand(3, 7, 2)
     with torch.no_grad(), forbid(*FORBIDDEN):
@@ -522,9 +523,17 @@ def check_adding_predictions(model, X, y, bar, *, baseline=1 / 6):
     return mse
 
 
+class TorchLSTM(torch_parts.LSTM):
+    """PyTorch's LSTM (``torch_parts.LSTM``) with the assignment's constructor: ``cell_forward`` is accepted
+    and not used (PyTorch runs its own step). What part 4 trains when your LSTM fails part 2."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, batch_first=True, cell_forward=None):
+        super().__init__(input_size, hidden_size, num_layers=num_layers, batch_first=batch_first)
+
+
 def working_parts(cell_forward, lstm_class):
     """The step and the LSTM class to train in part 4: yours when they pass the checks of parts 1 and 2
-    (visible and hidden kinds), else the reference ones, so that part 4 is graded on its own.
+    (visible and hidden kinds), else PyTorch's (``utils.torch_parts``), so that part 4 is graded on its own.
 
     Returns (cell_forward, lstm_class, note), note a sentence saying what is used and why.
     """
@@ -538,18 +547,18 @@ def working_parts(cell_forward, lstm_class):
             visible_part1(cell_forward)
             check_cell_forward(cell_forward, torch.nn.LSTMCell(8, 3), 50 * torch.randn(6, 8), torch.randn(6, 3),
                                torch.randn(6, 3))
-    except Exception as err:  # noqa: BLE001 (any failure of part 1 means: train with the reference step)
-        cell_forward = reference.lstm_cell_forward
+    except Exception as err:  # noqa: BLE001 (any failure of part 1 means: train with PyTorch's step)
+        cell_forward = torch_parts.lstm_cell_forward
         notes.append(f"your lstm_cell_forward fails part 1 ({str(err).splitlines()[0][:100]}): "
-                     "the reference step is used instead")
+                     "PyTorch's step is used instead")
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             visible_part2(lstm_class)
             check_lstm_module(lstm_class, 2, 3, num_layers=2, batch_first=False, grads=True,
-                              cell_forward=reference.lstm_cell_forward, scale=5.0)
+                              cell_forward=torch_parts.lstm_cell_forward, scale=5.0)
     except Exception as err:  # noqa: BLE001
-        lstm_class = reference.LSTM
-        notes.append(f"your LSTM fails part 2 ({str(err).splitlines()[0][:100]}): the reference LSTM is used instead")
+        lstm_class = TorchLSTM
+        notes.append(f"your LSTM fails part 2 ({str(err).splitlines()[0][:100]}): PyTorch's LSTM is used instead")
     if notes:
         notes.append("so part 4 grades AddingModel.forward alone; fix the parts above to train your own LSTM")
         return cell_forward, lstm_class, "; ".join(notes)

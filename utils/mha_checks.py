@@ -8,10 +8,10 @@ read in another order or without the transpose, a pre-norm block, a wrong positi
 float32 tensor among float64 ones. An error raised inside the answer comes back with the part, the
 arguments' shapes and dtypes and a likely cause (``utils.checks.call_answer``).
 
-Parts that build on earlier ones are checked with the reference versions of the earlier parts
-(``utils.reference``): the module of part 5 gets reference attention, head split and mask
-conversion; the encoder block of part 8 gets the reference multi-head module. So one mistake costs
-its own part only.
+Parts that build on earlier ones are checked with PyTorch's own versions of the earlier parts
+(``utils.torch_parts``): the module of part 5 gets PyTorch's attention, head split and mask
+conversion; the encoder block of part 8 gets PyTorch's multi-head module. So one mistake costs
+its own part only. The check of a part refuses its own stand-in (``torch_parts.refuse``).
 
 ``visible_part1`` ... ``visible_part8`` hold the visible cases of each part (every kind that the
 hidden tests grade); the notebook's test cells call them and then add hidden cases.
@@ -21,10 +21,9 @@ import itertools
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from . import reference
+from . import torch_parts
 from .checks import CheckError, assert_close, call_answer, compare, forbid
 
 __all__ = ["REIMPLEMENTED", "check_attention", "check_no_allowed_key_raises", "check_heads", "check_not_divisible",
@@ -37,9 +36,10 @@ REIMPLEMENTED = ("torch.nn.functional.scaled_dot_product_attention",
 
 
 def reference_parts():
-    """The keyword arguments that build a ``MultiHeadAttention`` on the reference parts 1, 2 and 4."""
-    return dict(attention_fn=reference.dot_product_attention, split_fn=reference.split_heads,
-                merge_fn=reference.merge_heads, mask_fn=reference.mha_allowed_mask)
+    """The keyword arguments that build a ``MultiHeadAttention`` on PyTorch's parts 1, 2 and 4
+    (``utils.torch_parts``)."""
+    return dict(attention_fn=torch_parts.dot_product_attention, split_fn=torch_parts.split_heads,
+                merge_fn=torch_parts.merge_heads, mask_fn=torch_parts.mha_allowed_mask)
 
 
 def _attention_dims(q):
@@ -68,18 +68,15 @@ def _inverted_convention(w, mask):
 
 def check_attention(attention, q, k, v, mask=None, *, atol=1e-5, case=""):
     """``attention(q, k, v, mask) -> (output, weights)`` against ``F.scaled_dot_product_attention``
-    (output) and a softmax written out here (weights); rows sum to 1, masked pairs get exactly 0."""
-    with forbid(*REIMPLEMENTED):
+    (output, and the weights as its output for the identity as values); rows sum to 1, masked pairs get
+    exactly 0."""
+    with forbid(*REIMPLEMENTED), torch_parts.refuse("dot_product_attention"):
         got = call_answer(attention, q, k, v, mask, part="part 1", name="dot_product_attention",
                           hints=_ATTENTION_HINTS)
     if not (isinstance(got, tuple) and len(got) == 2):
         raise CheckError(f"{case}: return a tuple (output, weights), got {type(got).__name__}")
     out, w = got
-    ref_out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
-    if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
-    ref_w = torch.softmax(scores, dim=-1)
+    ref_out, ref_w = torch_parts.dot_product_attention(q, k, v, mask)
     out_dims, w_dims = _attention_dims(q)
     msg = compare(w, ref_w, f"{case}: weights", atol=atol, rtol=1e-4, dims=w_dims, check_dtype=True)
     if msg is not None:
@@ -89,7 +86,7 @@ def check_attention(attention, q, k, v, mask=None, *, atol=1e-5, case=""):
                              "convention); lecture 5's attention() used True = blocked. Fill the scores with -inf "
                              f"where the mask is False: scores.masked_fill(~mask, float('-inf')).\n  ({msg})")
         if isinstance(w, torch.Tensor) and w.shape == ref_w.shape:
-            unscaled = torch.softmax(scores * math.sqrt(q.shape[-1]), dim=-1)
+            unscaled = torch_parts.dot_product_attention(q * math.sqrt(q.shape[-1]), k, v, mask)[1]
             if compare(w, unscaled, atol=atol, rtol=1e-4) is None:
                 msg += (" (your weights are the softmax of q k^T without the division by sqrt(d_k) = "
                         f"sqrt({q.shape[-1]}))")
@@ -157,23 +154,12 @@ def visible_part1(attention):
 # ------------------------------------------------------------------------------------------ part 2
 
 
-def _expected_split(x, num_heads):
-    N, L, D = x.shape
-    hd = D // num_heads
-    out = torch.empty(N, num_heads, L, hd, dtype=x.dtype)
-    for n in range(N):
-        for h in range(num_heads):
-            for pos in range(L):
-                out[n, h, pos] = x[n, pos, h * hd:(h + 1) * hd]
-    return out
-
-
 def check_heads(split_heads, merge_heads, x, num_heads, case=""):
-    """split_heads(x, num_heads) against a loop; merge_heads(split) == x; merge_heads puts head h at
-    features h*head_dim:(h+1)*head_dim. Exact (atol = 0), dtype kept."""
-    with forbid(*REIMPLEMENTED):
+    """split_heads(x, num_heads) against ``Tensor.unflatten`` (``torch_parts.split_heads``); merge_heads(split)
+    == x; merge_heads puts head h at features h*head_dim:(h+1)*head_dim. Exact (atol = 0), dtype kept."""
+    with forbid(*REIMPLEMENTED), torch_parts.refuse("split_heads", "merge_heads"):
         split = call_answer(split_heads, x, num_heads, part="part 2", name="split_heads")
-    msg = compare(split, _expected_split(x, num_heads), f"{case}: split_heads(x, {num_heads})", atol=0, rtol=0,
+    msg = compare(split, torch_parts.split_heads(x, num_heads), f"{case}: split_heads(x, {num_heads})", atol=0, rtol=0,
                   dims=("batch", "head", "position", "feature"), check_dtype=True)
     if msg is not None:
         N, L, D = x.shape
@@ -182,7 +168,7 @@ def check_heads(split_heads, merge_heads, x, num_heads, case=""):
             msg += (" (you reshaped (N, L, d_model) straight to (N, num_heads, L, head_dim): that mixes positions "
                     "and heads; reshape to (N, L, num_heads, head_dim), then transpose(1, 2))")
         raise CheckError(msg)
-    with forbid(*REIMPLEMENTED):
+    with forbid(*REIMPLEMENTED), torch_parts.refuse("split_heads", "merge_heads"):
         merged = call_answer(merge_heads, split, part="part 2", name="merge_heads")
     msg = compare(merged, x, f"{case}: merge_heads(split_heads(x, {num_heads}))", atol=0, rtol=0,
                   dims=("batch", "position", "feature"), check_dtype=True)
@@ -193,7 +179,7 @@ def check_heads(split_heads, merge_heads, x, num_heads, case=""):
                     "next to the features first, x.transpose(1, 2), then reshape)")
         raise CheckError(msg)
     heads = torch.randn(x.shape[0], num_heads, x.shape[1], x.shape[2] // num_heads, dtype=x.dtype)
-    with forbid(*REIMPLEMENTED):
+    with forbid(*REIMPLEMENTED), torch_parts.refuse("split_heads", "merge_heads"):
         merged = call_answer(merge_heads, heads, part="part 2", name="merge_heads")
     assert_close(merged, torch.cat([heads[:, h] for h in range(num_heads)], dim=-1),
                  f"{case}: merge_heads(heads) (head h must go to features h*head_dim:(h+1)*head_dim)",
@@ -203,7 +189,8 @@ def check_heads(split_heads, merge_heads, x, num_heads, case=""):
 def check_not_divisible(split_heads, d_model, num_heads):
     """split_heads must raise ValueError when num_heads does not divide d_model."""
     try:
-        split_heads(torch.zeros(1, 2, d_model), num_heads)
+        with torch_parts.refuse("split_heads"):
+            split_heads(torch.zeros(1, 2, d_model), num_heads)
     except ValueError:
         return
     except NotImplementedError:
@@ -262,24 +249,18 @@ def visible_part3(causal_mask):
 
 
 def _expected_allowed(kpm, attn, N, H, L, S, head_major=False):
-    allowed = torch.ones(N, H, L, S, dtype=torch.bool)
-    for n in range(N):
-        for h in range(H):
-            for q_pos in range(L):
-                for k_pos in range(S):
-                    if kpm is not None and kpm[n, k_pos]:
-                        allowed[n, h, q_pos, k_pos] = False
-                    if attn is not None:
-                        entry = (h * N + n) if head_major else (n * H + h)
-                        a = attn[q_pos, k_pos] if attn.dim() == 2 else attn[entry, q_pos, k_pos]
-                        if a:
-                            allowed[n, h, q_pos, k_pos] = False
-    return allowed
+    """What nn.MultiheadAttention lets attend (``torch_parts.mha_allowed_mask``), as (N, H, L, S); with
+    ``head_major`` a 3-D attn_mask is read as (H, N, L, S) (the mistake the hints name)."""
+    if head_major and attn is not None and attn.dim() == 3:
+        attn = attn.reshape(H, N, L, S).transpose(0, 1).reshape(N * H, L, S)
+    allowed = torch_parts.mha_allowed_mask(kpm, attn, H)
+    return torch.ones(N, H, L, S, dtype=torch.bool) if allowed is None else allowed.broadcast_to(N, H, L, S)
 
 
 def check_allowed(mha_allowed_mask, kpm, attn, N, H, L, S, case):
-    """mha_allowed_mask(kpm, attn, H) broadcast to (N, H, L, S) against a loop over every pair."""
-    got = call_answer(mha_allowed_mask, kpm, attn, H, part="part 4", name="mha_allowed_mask")
+    """mha_allowed_mask(kpm, attn, H) broadcast to (N, H, L, S) against what nn.MultiheadAttention lets attend."""
+    with torch_parts.refuse("mha_allowed_mask"):
+        got = call_answer(mha_allowed_mask, kpm, attn, H, part="part 4", name="mha_allowed_mask")
     if not (isinstance(got, torch.Tensor) and got.dtype == torch.bool):
         raise CheckError(f"{case}: expected a bool tensor, got {getattr(got, 'dtype', type(got).__name__)}")
     try:
@@ -316,7 +297,9 @@ def visible_part4(mha_allowed_mask):
     kpm = torch.rand(N, S) > 0.6  # True = padding key
     attn = torch.rand(L, S) > 0.6  # True = may NOT attend
     attn3 = torch.rand(N * H, L, S) > 0.5  # entry n * H + h: sequence n, head h
-    if call_answer(mha_allowed_mask, None, None, H, part="part 4", name="mha_allowed_mask") is not None:
+    with torch_parts.refuse("mha_allowed_mask"):
+        nothing = call_answer(mha_allowed_mask, None, None, H, part="part 4", name="mha_allowed_mask")
+    if nothing is not None:
         raise CheckError("mha_allowed_mask(None, None, H) must return None")
     check_allowed(mha_allowed_mask, kpm, None, N, H, L, S, "key_padding_mask only")
     check_allowed(mha_allowed_mask, None, attn, N, H, L, S, "attn_mask (L, S) only")
@@ -351,7 +334,7 @@ def _pair(module_class, E, H, dtype=torch.float32, parts=None):
                 return fn(*args)
             return run
         parts = {name: counted(name, fn) for name, fn in reference_parts().items()}
-    with forbid(*REIMPLEMENTED):
+    with forbid(*REIMPLEMENTED), torch_parts.refuse("MultiHeadAttention"):
         mine = call_answer(module_class, E, H, part="part 5", name="MultiHeadAttention(...)", **parts)
     mine._check_calls = calls  # read by _run
     mine.to(dtype)
@@ -361,7 +344,7 @@ def _pair(module_class, E, H, dtype=torch.float32, parts=None):
 
 def _run(mine, *args, part="part 5", **kwargs):
     hints = _MHA_HINTS + (_MASK_HINTS if any(m is not None for m in kwargs.values()) else [])
-    with forbid(*REIMPLEMENTED):
+    with forbid(*REIMPLEMENTED), torch_parts.refuse("MultiHeadAttention"):
         got = call_answer(mine, *args, part=part, name="MultiHeadAttention.forward", hints=hints, **kwargs)
     if not (isinstance(got, tuple) and len(got) == 2):
         raise CheckError("MultiHeadAttention.forward must return (output, weights)")
@@ -488,7 +471,7 @@ def _forgotten_piece(ref, out, query, key, value, atol, masks):
 def check_mha(module_class, N, L, S, E, H, *, dtype=torch.float32, self_attention=False, atol=1e-5, case="",
               parts=None, part=None, **masks):
     """``module_class(E, H, **parts)`` with nn.MultiheadAttention's weights (random biases) against it:
-    output and head-averaged weights. ``parts`` defaults to the reference parts 1, 2 and 4."""
+    output and head-averaged weights. ``parts`` defaults to PyTorch's parts 1, 2 and 4 (``torch_parts``)."""
     ref, mine = _pair(module_class, E, H, dtype, parts)
     query = torch.randn(N, L, E, dtype=dtype)
     key, value = torch.randn(N, S, E, dtype=dtype), torch.randn(N, S, E, dtype=dtype)
@@ -520,7 +503,7 @@ def check_mha(module_class, N, L, S, E, H, *, dtype=torch.float32, self_attentio
 
 
 def visible_part5(module_class):
-    """Part 5 (reference parts 1, 2, 4 inside): self-attention, encoder-decoder attention (L != S), float64."""
+    """Part 5 (PyTorch's parts 1, 2, 4 inside): self-attention, encoder-decoder attention (L != S), float64."""
     torch.manual_seed(3)
     check_mha(module_class, 2, 5, 5, 16, 4, self_attention=True, case="self-attention, N=2, L=5, E=16, 4 heads")
     check_mha(module_class, 2, 3, 6, 16, 4, case="encoder-decoder attention, L=3 queries, S=6 keys")
@@ -560,7 +543,7 @@ def causal_holds(module_class, N, L, E, H, case, parts=None):
 
 
 def visible_part6(module_class):
-    """Part 6 (reference parts 1, 2, 4 inside): key_padding_mask, causal attn_mask, both, a 3-D attn_mask
+    """Part 6 (PyTorch's parts 1, 2, 4 inside): key_padding_mask, causal attn_mask, both, a 3-D attn_mask
     (N * H, L, S) with padding, float64 with both masks; padding ignored; causality."""
     torch.manual_seed(4)
     N, L, E, H = 2, 5, 16, 4
@@ -641,9 +624,10 @@ _BLOCK_HINTS = [(r"unsupported operand type\(s\).*tuple|'tuple' object",
 
 
 def check_block(block_class, N, L, d_model, H, ff, *, dtype=torch.float32, padded=False, atol=1e-5, case="",
-                attention_class=reference.MultiHeadAttention):
+                attention_class=torch_parts.MultiHeadAttention):
     """``block_class(d_model, H, ff, attention_class=...)`` with nn.TransformerEncoderLayer's weights
-    (non-default norms and biases) against it; by default built on the reference multi-head module."""
+    (non-default norms and biases) against it; by default built on PyTorch's multi-head module
+    (``torch_parts.MultiHeadAttention``)."""
     torch.manual_seed(5 + N + L + d_model + H)
     ref = nn.TransformerEncoderLayer(d_model, H, ff, dropout=0.0, batch_first=True).to(dtype)
     with torch.no_grad():  # non-default norms and biases, so that a swapped or missing one shows
@@ -705,7 +689,7 @@ def _block_variant(ref, x, kpm, got, atol):
 
 
 def visible_part8(block_class):
-    """Part 8 (the reference multi-head module inside): 4 heads, with a key padding mask, float64."""
+    """Part 8 (PyTorch's multi-head module inside): 4 heads, with a key padding mask, float64."""
     check_block(block_class, 2, 5, 16, 4, 32, case="N=2, L=5, d_model=16, 4 heads")
     check_block(block_class, 2, 5, 16, 4, 32, padded=True, case="with a key padding mask")
     check_block(block_class, 2, 4, 12, 3, 24, dtype=torch.float64, padded=True, atol=1e-10, case="float64")

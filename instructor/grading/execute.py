@@ -47,7 +47,7 @@ class Run:
 
 @dataclasses.dataclass
 class Context:
-    """What a check of one submission gets (the hook for further checks, e.g. ``utils.independent``).
+    """What a check of one submission gets (the hook for further checks, e.g. ``instructor.independent``).
 
     - name, student, notebook (the prepared submission, nbformat node), release (the student version)
     - workspace: a folder holding the submitted notebook (``submission.ipynb``), bound read-write at
@@ -89,13 +89,14 @@ def make_template(course, name):
 
 
 def copy_utils(course, root):
-    """The course's ``utils`` package (without ``grading``), read-only in the sandbox at /course/utils."""
+    """The student edition's ``utils`` package (the helpers students import; no answer, no reference, no
+    grading code), read-only in the sandbox at /course/utils."""
     src = pathlib.Path(root) / "utils"
     src = src if src.is_dir() else ROOT / "utils"
     dest = pathlib.Path(course) / "runs" / "lib" / "utils"
     if dest.exists():
         shutil.rmtree(dest)
-    shutil.copytree(src, dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "grading"))
+    shutil.copytree(src, dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     for dirpath, _dirs, files in os.walk(dest):
         os.chmod(dirpath, 0o755)
         for f in files:
@@ -110,7 +111,7 @@ def _write_kernelspec(folder, kind, config, root):
         argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
         env = {}
     else:
-        argv = [sys.executable, "-m", "utils.grading.sandbox", "kernel", str(config), "-f", "{connection_file}"]
+        argv = [sys.executable, "-m", "instructor.grading.sandbox", "kernel", str(config), "-f", "{connection_file}"]
         env = {"PYTHONPATH": str(ROOT)}  # the wrapper (outside the sandbox) is the instructor's code
     (spec / "kernel.json").write_text(json.dumps({
         "argv": argv, "env": env, "display_name": "Python 3 (grading)", "language": "python",

@@ -73,7 +73,7 @@ DISAGREES = "the test in your notebook passed, but"  # how a disagreement's reas
 
 
 def sandbox_runner(ctx):
-    """A runner for :func:`utils.independent.check_submission` that runs the student's process through
+    """A runner for :func:`instructor.independent.check_submission` that runs the student's process through
     ``ctx.run``: the grading pipeline's sandbox over a copy of ``ctx.workspace`` (seen inside as
     /submission), with its limits. What the sandbox writes is lost with it, so the process streams its
     results on stdout (``student_run --stream``); they are decoded here as plain data and written to
@@ -115,7 +115,7 @@ def sandbox_runner(ctx):
 def trained_model_of(ctx):
     """The ``trained_model.pt`` the notebook saved in its working folder during the graded run, if any:
     the host file bound at /submission/trained_model.pt in the kernel's sandbox
-    (``utils.grading.sandbox.KEPT``), or (without a sandbox) the file next to the autograded notebook."""
+    (``instructor.grading.sandbox.KEPT``), or (without a sandbox) the file next to the autograded notebook."""
     import pathlib
 
     given = getattr(ctx, "trained_model", None)
@@ -130,7 +130,7 @@ def trained_model_of(ctx):
 def pipeline_check(ctx):
     """The independent check as a check of the grading pipeline (``grade_folder(checks=[...])``).
 
-    Returns ``utils.grading`` Adjustments: a part whose test passed in the notebook but not the
+    Returns ``instructor.grading`` Adjustments: a part whose test passed in the notebook but not the
     independent check scores 0 (the reason says why); a part the static audit zeroed is given back
     its notebook score when the independent check passed (the finding is reported, not applied).
     """
@@ -143,8 +143,8 @@ def pipeline_check(ctx):
 
     if ctx.name not in SUPPORTED:
         return []
-    audit = importlib.import_module("utils.grading.audit")
-    Adjustment = importlib.import_module("utils.grading.report").Adjustment
+    audit = importlib.import_module("instructor.grading.audit")
+    Adjustment = importlib.import_module("instructor.grading.report").Adjustment
     grades = {gid: (g.get("auto_score") or 0.0, g.get("max_score") or 0.0) for gid, g in ctx.grades.items()
               if g.get("code") and (g.get("max_score") or 0.0) > 0}
     private = tempfile.mkdtemp(prefix="independent-ref-")  # the reference's folder: outside the sandbox's

@@ -2,7 +2,7 @@
 
 Only the student's code is sandboxed, never nbgrader. nbgrader runs as the grading process in the
 submission's workspace and starts the notebook's kernel through a kernelspec whose command is this
-module (``python -m utils.grading.sandbox kernel CONFIG -f CONNECTION_FILE``). That wrapper, still
+module (``python -m instructor.grading.sandbox kernel CONFIG -f CONNECTION_FILE``). That wrapper, still
 outside the sandbox, copies the notebook's folder into ``WORKSPACE/sandbox/submission``, sets the
 limits and replaces itself with ``bwrap ... setpriv ... python -m ipykernel_launcher``. Inside, the
 kernel sees:
@@ -10,7 +10,8 @@ kernel sees:
 - ``/submission`` (read-write, its working folder): a tmpfs of ``disk_mb`` MB into which that copy is
   copied when the sandbox starts; what the kernel writes there is lost with the sandbox (nbgrader
   reads nothing from it) and can never fill the disk;
-- ``/course/utils`` (read-only): a copy of the course's ``utils`` package, on ``PYTHONPATH``;
+- ``/course/utils`` (read-only): a copy of the student edition's ``utils`` package (the helpers students
+  import, which hold no answer and no reference), on ``PYTHONPATH``; never the instructors' code;
 - the Python environment (``sys.prefix``), ``/usr`` and the system libraries, a few files of ``/etc``
   (all read-only); a private ``/tmp`` (a tmpfs of ``disk_mb`` MB), ``/dev`` and ``/proc`` (its own
   processes only);
@@ -199,6 +200,9 @@ def _limit(limits):
         resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
 
 
+STUDENT_UTILS = pathlib.Path(__file__).resolve().parents[2] / "utils"  # the student edition's helpers
+
+
 def _uid():
     return UID_BASE + os.getpid() if os.geteuid() == 0 else None
 
@@ -207,7 +211,7 @@ def run_sandboxed(argv, workspace, limits=None, *, timeout=None, input=None, uti
     """Run the command ``argv`` in a fresh sandbox of the kind the notebooks' kernels run in.
 
     Inputs:
-    - argv: the command (list of str), e.g. ``["python", "-m", "utils.independent", "submission.ipynb"]``;
+    - argv: the command (list of str), e.g. ``["python", "-m", "instructor.independent", "submission.ipynb"]``;
       ``python`` is the grading environment's (first on PATH inside)
     - workspace: a host folder (e.g. ``execute.Context.workspace``, which holds ``submission.ipynb``);
       the command starts in ``/submission``, a writable tmpfs of ``limits.disk_mb`` MB holding a copy of
@@ -231,7 +235,7 @@ def run_sandboxed(argv, workspace, limits=None, *, timeout=None, input=None, uti
         cmd = list(argv)
         kw = {"cwd": workspace}
     else:
-        lib = pathlib.Path(utils) if utils else (_lib_for(workspace) or pathlib.Path(__file__).resolve().parents[1])
+        lib = pathlib.Path(utils) if utils else (_lib_for(workspace) or STUDENT_UTILS)
         uid = None
         if os.geteuid() == 0:
             uid = UID_BASE + 5_000_000 + (os.getpid() % 1000) * 1000 + next(_RUNS) % 1000
@@ -299,7 +303,7 @@ def kernel_main(config_path, connection_file):
     if uid is not None:
         os.chown(runtime, uid, uid)  # that folder and the connection file only, never recursively
         os.chown(connection_file, uid, uid)
-    # The files the notebook leaves for the checks after the run (utils.independent reads the trained model)
+    # The files the notebook leaves for the checks after the run (instructor.independent reads the trained model)
     kept = []
     for name in KEPT:
         host = sub.parent / name
@@ -318,7 +322,7 @@ def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) == 4 and argv[0] == "kernel" and argv[2] == "-f":
         return kernel_main(argv[1], argv[3])
-    print("usage: python -m utils.grading.sandbox kernel CONFIG -f CONNECTION_FILE", file=sys.stderr)
+    print("usage: python -m instructor.grading.sandbox kernel CONFIG -f CONNECTION_FILE", file=sys.stderr)
     return 2
 
 

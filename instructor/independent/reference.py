@@ -1,6 +1,6 @@
 """The reference process: PyTorch's own modules on the drawn inputs.
 
-Run as ``python -m utils.independent.reference WORKDIR`` in a fresh process that runs no student
+Run as ``python -m instructor.independent.reference WORKDIR`` in a fresh process that runs no student
 code. It reads ``WORKDIR/inputs.pt`` (``weights_only=True``) and writes ``WORKDIR/reference_out.pt``,
 one dict per case, computed with ``nn.LSTMCell``, ``nn.LSTM``, ``torch.autograd``,
 ``F.scaled_dot_product_attention``, ``nn.MultiheadAttention``, ``nn.TransformerEncoderLayer`` and

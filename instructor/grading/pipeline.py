@@ -47,7 +47,7 @@ def audit_check(ctx):
 # reason)``; the last adjustment of a part wins. ``grade_folder(checks=[...])`` adds checks for one
 # call. A module named in PLUGINS that exists and defines ``check(ctx)`` is added to every grading.
 CHECKS = [audit_check]
-PLUGINS = ["utils.independent"]
+PLUGINS = ["instructor.independent"]
 
 
 def default_checks():

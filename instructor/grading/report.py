@@ -6,7 +6,7 @@ Everything here runs in the grading process, on values it read itself: the autom
 Adjustments are where a check changes a part's score: ``Adjustment(grade_id, score, reason)`` sets that
 test cell's automatic score to ``score`` (clipped to [0, max]); the reason goes into ``grades.csv``, the
 summary and the student's feedback, next to the part. The static audit is one such check; further
-checks (``utils.independent``) plug in the same way (see ``pipeline.grade_folder(checks=...)``).
+checks (``instructor.independent``) plug in the same way (see ``pipeline.grade_folder(checks=...)``).
 """
 
 import csv

@@ -2,9 +2,9 @@
 
 Instructor commands (run from the course folder)::
 
-    python -m utils.grading release [NAME ...]          # regenerate assignments/ from solutions/
-    python -m utils.grading release --check [NAME ...]  # exit 1 if assignments/ differs from the source
-    python -m utils.grading grade NAME FOLDER [--out DIR] [--timeout S] [-j N] [--memory MB]
+    python -m instructor.grading release [NAME ...]          # regenerate assignments/ from solutions/
+    python -m instructor.grading release --check [NAME ...]  # exit 1 if assignments/ differs from the source
+    python -m instructor.grading grade NAME FOLDER [--out DIR] [--timeout S] [-j N] [--memory MB]
         [--processes N] [--wall S] [--disk MB] [--no-sandbox] [--keep]
 
 ``grade`` turns a folder of submitted notebooks into grades and feedback, in steps that are modules:

@@ -26,6 +26,7 @@ import json
 import os
 import pathlib
 import secrets
+import shutil
 import stat
 import subprocess
 import sys
@@ -43,6 +44,18 @@ def _env(root):
     env.update(PYTHONPATH=str(root), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", MPLBACKEND="Agg",
                COURSE_DEVICE="cpu", PYTHONWARNINGS="ignore", PYTHONDONTWRITEBYTECODE="1")
     return env
+
+
+def copy_runner(dest):
+    """Copy the check process's two modules (``student_run.py``, ``ops.py``: no answer, no reference, no
+    expected value) into ``dest``, in the folder the sandbox sees; the process runs that copy as a script,
+    with the student edition's ``utils`` as its only other course code. Returns ``dest``."""
+    dest = pathlib.Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    here = pathlib.Path(__file__).resolve().parent
+    for name in ("student_run.py", "ops.py"):
+        shutil.copyfile(here / name, dest / name)
+    return dest
 
 
 def subprocess_runner(cmd, *, cwd, env, timeout):
@@ -143,9 +156,10 @@ def check_submission(notebook_path, assignment_name, workdir, run=subprocess_run
     copy_plain_file(trained, student_dir / "trained_model.pt")
 
     env = _env(root)
-    reference = subprocess.Popen([sys.executable, "-m", "utils.independent.reference", str(ref_dir)], cwd=ref_dir,
+    reference = subprocess.Popen([sys.executable, "-m", "instructor.independent.reference", str(ref_dir)], cwd=ref_dir,
                                  env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    proc = run([sys.executable, "-m", "utils.independent.student_run", str(student_dir)], cwd=str(student_dir),
+    runner = copy_runner(workdir / "runner")
+    proc = run([sys.executable, str(runner / "student_run.py"), str(student_dir)], cwd=str(student_dir),
                env=env, timeout=timeout)
     try:
         _, ref_err = reference.communicate(timeout=timeout)
@@ -185,7 +199,7 @@ check_submission.last_seconds = 0.0
 
 
 def check(ctx):
-    """The grading pipeline's hook (``utils.grading.pipeline.PLUGINS``): the independent check of one
+    """The grading pipeline's hook (``instructor.grading.pipeline.PLUGINS``): the independent check of one
     submission, as a list of Adjustments (see :func:`.grading_check.pipeline_check`)."""
     from .grading_check import pipeline_check
 

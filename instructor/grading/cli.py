@@ -1,4 +1,4 @@
-"""``python -m utils.grading release|grade``."""
+"""``python -m instructor.grading release|grade``."""
 
 import argparse
 import pathlib
@@ -12,7 +12,7 @@ from .sandbox import Unavailable
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m utils.grading", description=DOC,
+    parser = argparse.ArgumentParser(prog="python -m instructor.grading", description=DOC,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("release", help="regenerate assignments/ from solutions/ (or --check)")
@@ -39,7 +39,7 @@ def main(argv=None):
         if args.check:
             for name in differing:
                 print(f"assignments/{name} differs from what solutions/{name} generates: "
-                      f"run python -m utils.grading release {name}")
+                      f"run python -m instructor.grading release {name}")
             print(f"{len(args.names or assignment_names())} assignments checked, {len(differing)} differ")
             return 1 if differing else 0
         print(f"released: {', '.join(differing) if differing else 'nothing changed'}")

@@ -10,7 +10,8 @@ import dataclasses
 
 import torch
 
-from ..checks import compare
+from utils.checks import compare
+
 from .ops import describe, forbidden_reached
 
 __all__ = ["PartResult", "compare_part", "WHAT", "FORBIDDEN_KINDS", "TRAINING_BARS"]

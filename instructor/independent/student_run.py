@@ -1,7 +1,9 @@
 """The check process: run a student's answers on the drawn inputs and write plain tensors.
 
-Run as ``python -m utils.independent.student_run WORKDIR`` in a fresh process (in the grading
-sandbox when there is one). It reads ``WORKDIR/job.json`` (the assignment and the given constants),
+Run as ``python RUNNER/student_run.py WORKDIR`` in a fresh process (in the grading sandbox when there is
+one), from a copy of this file and ``ops.py`` in the check's folder (``RUNNER``): that copy is all the
+sandbox sees of the instructors' code; the helpers it imports are the student edition's ``utils``.
+It reads ``WORKDIR/job.json`` (the assignment and the given constants),
 ``WORKDIR/cells.json`` (the cells chosen by :mod:`.extract`: given cells and the student's answer
 cells, never the test cells), ``WORKDIR/inputs.pt`` and, for the training parts,
 ``WORKDIR/trained_model.pt`` (both with ``weights_only=True``), and writes
@@ -11,8 +13,9 @@ process compares these outputs with the reference process's, and never runs stud
 
 The parts that build on an earlier part (the LSTM module on the cell, the multi-head module on
 attention and the head split, the encoder block on the multi-head module) are also run a second time
-with a correct version of the earlier part put in place of the student's (``subst``), so that the
-grading process can score each part on its own code.
+with a correct version of the earlier part put in place of the student's (``subst``): PyTorch's own
+implementation (``utils.torch_parts``), run as trusted code, so that the grading process can score each
+part on its own code.
 """
 
 import base64
@@ -29,17 +32,20 @@ import sys
 import torch
 from torch import nn
 
-from utils.independent.ops import Recorder  # bound before any student code runs
+if __package__:  # imported by the grading process (read_stream) or the tests
+    from .ops import Recorder
+else:  # run as a script: the copy in the check's folder, with ops.py beside it (see check_submission)
+    from ops import Recorder  # bound before any student code runs
 
-# Correct versions of the earlier parts, substituted for the student's (``subst``): the course's reference
-# parts (utils/reference.py, checked against PyTorch's own modules by test_the_references_match_pytorch;
-# the same ones the notebooks' tests substitute), bound before any student code runs.
-from utils.reference import MultiHeadAttention as _RefMultiHeadAttention
-from utils.reference import dot_product_attention as _ref_dot_product_attention
-from utils.reference import lstm_cell_forward as _ref_lstm_cell_forward
-from utils.reference import merge_heads as _ref_merge_heads
-from utils.reference import mha_allowed_mask as _ref_allowed_mask
-from utils.reference import split_heads as _ref_split_heads
+# Correct versions of the earlier parts, substituted for the student's (``subst``): the student edition's
+# stand-ins, which run PyTorch's own implementations (utils/torch_parts.py; the same ones the notebooks' tests
+# use), bound before any student code runs and run as trusted code (``Recorder.trusted``). No answer key.
+from utils.torch_parts import MultiHeadAttention as _TorchMultiHeadAttention
+from utils.torch_parts import dot_product_attention as _torch_dot_product_attention
+from utils.torch_parts import lstm_cell_forward as _torch_lstm_cell_forward
+from utils.torch_parts import merge_heads as _torch_merge_heads
+from utils.torch_parts import mha_allowed_mask as _torch_allowed_mask
+from utils.torch_parts import split_heads as _torch_split_heads
 
 CASE_SECONDS = 30
 
@@ -288,7 +294,7 @@ class Runner:
             return {"output": mine(case["x"].clone(), key_padding_mask=kpm)}
 
     def block(self, case):
-        return self._variants(self._block_run, case, {"MultiHeadAttention": _RefMultiHeadAttention})
+        return self._variants(self._block_run, case, {"MultiHeadAttention": _TorchMultiHeadAttention})
 
     def reverser(self, case):
         return self._variants(self._reverser_run, case, ATTENTION_SUBST)
@@ -327,11 +333,12 @@ class Runner:
             out["subst"] = self._recorded(fn, case, replacements)
         return out
 
-    def _recorded(self, fn, *args):
+    def _recorded(self, fn, case, replacements):
         rec = Recorder()
+        replacements = {name: rec.trusted(obj) for name, obj in replacements.items()}
         try:
             with rec:
-                out = dict(fn(*args))
+                out = dict(fn(case, replacements))
         except _Timeout:
             raise
         except BaseException as err:  # noqa: BLE001 (the student's code may raise anything)
@@ -345,9 +352,9 @@ def _describe(err):
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
-LSTM_SUBST = {"lstm_cell_forward": _ref_lstm_cell_forward}
-ATTENTION_SUBST = {"dot_product_attention": _ref_dot_product_attention, "split_heads": _ref_split_heads,
-                   "merge_heads": _ref_merge_heads, "mha_allowed_mask": _ref_allowed_mask}
+LSTM_SUBST = {"lstm_cell_forward": _torch_lstm_cell_forward}
+ATTENTION_SUBST = {"dot_product_attention": _torch_dot_product_attention, "split_heads": _torch_split_heads,
+                   "merge_heads": _torch_merge_heads, "mha_allowed_mask": _torch_allowed_mask}
 VARIANTS = {"lstm_module", "adding", "mha", "block", "reverser"}  # recorded per variant (own, subst)
 
 
