@@ -12,8 +12,12 @@ import copy
 import csv
 import hashlib
 import json
+import os
 import pathlib
+import shlex
+import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -109,6 +113,48 @@ def test_roster_gives_tokens_once_stored_hashed(tmp_path):
     (tmp_path / "roster.csv").write_text(ROSTER + "carol,Carol C,carol@example.org\n")
     create_app(s, grade=fake_grade())
     assert list(tokens(s.data)) == ["alice", "bob", "carol"] and (s.data / "tokens.csv").read_text().startswith(first)
+
+
+def test_the_readme_command_starts_the_service(tmp_path):
+    """The README's one-line serve command (paths and port replaced): tokens.csv, the address, a page."""
+    line = next(ln for ln in (ROOT / "README.md").read_text().splitlines()
+                if ln.startswith("python -m service serve"))
+    (tmp_path / "roster.csv").write_text(ROSTER)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    argv = shlex.split(line)
+    for flag, value in (("--roster", tmp_path / "roster.csv"), ("--port", port), ("--data", tmp_path / "data")):
+        argv[argv.index(flag) + 1] = str(value)
+    env = dict(os.environ)
+    try:
+        grader.sandbox()
+    except RuntimeError:
+        env["GRADING_SANDBOX"] = "none"
+    proc = subprocess.Popen([sys.executable, *argv[1:]], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        for out in proc.stdout:
+            lines.append(out)
+            if "serving on" in out or len(lines) > 50:
+                break
+        assert f"serving on http://127.0.0.1:{port}/" in "".join(lines), "".join(lines)
+        assert set(tokens(tmp_path / "data")) == {"alice", "bob"}
+        end = time.monotonic() + 20
+        while True:
+            try:
+                page = httpx.get(f"http://127.0.0.1:{port}/")
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < end, "the service did not answer"
+                time.sleep(0.2)
+        assert page.status_code == 200 and "Submit a notebook" in page.text
+    finally:
+        proc.send_signal(signal.SIGINT)
+        rest = proc.communicate(timeout=30)[0]
+    assert proc.returncode == 0, rest
+    assert all(t not in "".join(lines) + rest for t in tokens(tmp_path / "data").values())  # never logged
 
 
 def test_submission_stored_before_ack_and_status(queued):
@@ -273,7 +319,7 @@ def test_end_to_end_grading(tmp_path, monkeypatch):
     solved = json.loads(SOLUTION.read_text())
     cell = copy.deepcopy(next(c for c in solved["cells"] if c["cell_type"] == "code"))
     cell.update(source=f"print({SCRIPT!r})", outputs=[], execution_count=None, metadata={})
-    cell.pop("id", None)
+    cell["id"] = "student-output"
     solved["cells"].append(cell)  # a student's output with a script in it
     (tmp_path / "lstm.ipynb").write_text(json.dumps(solved))
     s = settings(tmp_path, jobs=2)
