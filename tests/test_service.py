@@ -200,6 +200,15 @@ def test_only_your_own_submissions_and_valid_tokens(queued):
     instructor = (client.app.state.service.data / "instructor_token.txt").read_text().strip()
     assert client.get(f"/api/submissions/{sub}", headers=auth(instructor)).status_code == 401  # not a student
     assert client.get("/instructor/lstm", headers=auth(tok["alice"]), follow_redirects=False).status_code == 303
+    # the upload page: the token in the form signs the browser in (a cookie); the status page follows
+    browser = TestClient(client.app)
+    form = browser.post("/", data={"token": tok["bob"], "assignment": "lstm"},
+                        files={"notebook": ("lstm.ipynb", BLANK.read_bytes())}, follow_redirects=False)
+    assert form.status_code == 303 and form.headers["location"] == f"/submissions/{sub + 1}"
+    assert browser.get(form.headers["location"]).status_code == 200
+    assert browser.get(f"/submissions/{sub}").status_code == 404  # alice's, not bob's
+    assert browser.post("/", data={"token": "wrong", "assignment": "lstm"},
+                        files={"notebook": ("lstm.ipynb", BLANK.read_bytes())}).status_code == 401
 
 
 def test_refused_uploads_say_why(tmp_path):
