@@ -77,7 +77,8 @@ def test_the_feedback_gives_the_reason_but_no_hidden_test_or_check_source(graded
     assert hidden and not any(line in page for line in hidden)
     notebook = "\n".join(c.source for c in source.cells)
     for module in ("inputs", "student_run", "compare", "reference"):  # lines of the check's own code
-        lines = {line.strip() for line in (ROOT / "utils" / "independent" / f"{module}.py").read_text().splitlines()}
+        code = (ROOT / "instructor" / "independent" / f"{module}.py").read_text()
+        lines = {line.strip() for line in code.splitlines()}
         leaked = [line for line in lines if len(line) > 30 and line not in notebook and line in page]
         assert leaked == [], module
 
