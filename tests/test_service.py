@@ -2,7 +2,7 @@
 
 Real SQLite database, real Huey queue on SQLite: the fast tests either run no worker (``jobs=0``: the
 queue only fills) or Huey's real consumer with one worker thread and a stand-in grader (no notebook is
-executed). ``test_end_to_end_grading`` (slow, ~60-90 s, run by default) runs a released assignment with
+executed). ``test_end_to_end_grading`` (slow, ~65 s of CPU, run by default) runs a released assignment with
 the solutions filled in under nbclient, whose last cell submits it to a live server and prints full marks,
 and grades the blank released one (sent over HTTP) through the queue with the course's real grading
 pipeline.
@@ -319,7 +319,7 @@ def live(app):
         thread.join(10)
 
 
-def test_submit_helper_prints_the_parts_and_clear_errors(tmp_path):
+def test_submit_helper_prints_the_parts_and_clear_errors(tmp_path, monkeypatch):
     s = settings(tmp_path, jobs=1)
     lines = []
     with live(create_app(s, grade=fake_grade())) as url:
@@ -335,6 +335,9 @@ def test_submit_helper_prints_the_parts_and_clear_errors(tmp_path):
     assert tok not in text_out
     with pytest.raises(helper.SubmitError, match="cannot reach the server"):
         helper.submit("lstm", url, BLANK, token=tok, out=lines.append)
+    monkeypatch.delenv("SUBMIT_URL", raising=False)  # the cell's SERVER_URL is None until the instructor sets it
+    with pytest.raises(helper.SubmitError, match="no server address"):
+        helper.submit("lstm", None, BLANK, token=tok, out=lines.append)
     # the student edition's helper imports the standard library only (nothing of service/ or of grading)
     tree = ast.parse((ROOT / "utils" / "submit.py").read_text())
     imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
@@ -354,11 +357,12 @@ def released_and_solved(name=NOTEBOOK_PATH):
 
 @pytest.mark.slow
 def test_end_to_end_grading(tmp_path, monkeypatch):
-    """Slow but run (~60-90 s): the notebook path for real. The released multi-head-attention assignment with
-    the solutions filled in is executed by nbclient (Restart and run all) with its submit cell opted in as a
-    student does (``SUBMIT = True``; the token in ``SUBMIT_TOKEN``, the address in ``SUBMIT_URL``): the
-    cell sends the saved file, waits and prints full automatic marks. The blank one is sent as curl does
-    (HTTP) meanwhile and scores zero. Both are graded by the real pipeline through the queue."""
+    """Slow but run (~65 s of CPU; 3 min of wall time on a loaded 2-core machine): the notebook path for
+    real. The released multi-head-attention assignment with the solutions filled in is executed by nbclient
+    (Restart and run all) with its submit cell opted in as a student does (``SUBMIT = True``; the token in
+    ``SUBMIT_TOKEN``, the address in ``SUBMIT_URL``): the cell sends the saved file, waits and prints full
+    automatic marks. The blank one is sent as curl does (HTTP) meanwhile and scores zero. Both are graded
+    by the real pipeline through the queue."""
     for key, value in no_sandbox_if_none().items():
         monkeypatch.setenv(key, value)
     nb, source = released_and_solved()
