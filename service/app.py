@@ -182,14 +182,17 @@ def create_app(settings, grade=None):
                     policy=service.policies[assignment])
 
     @app.get("/instructor/{assignment}/grades.csv")
-    async def grades_csv(request: Request, assignment: str):
+    @app.get("/instructor/{assignment}/{kind}.csv")
+    async def grades_csv(request: Request, assignment: str, kind: str = "grades"):
+        """The counted grades: ``grades.csv`` (everything), ``canvas.csv`` and ``moodle.csv`` (their imports)."""
         caller(request, "instructor", page=True)
-        if assignment not in service.assignments:
-            raise HTTPException(404, "no such assignment")
+        if assignment not in service.assignments or kind not in ("grades", "canvas", "moodle"):
+            raise HTTPException(404, "no such assignment or export")
         out = io.StringIO()
-        csv.writer(out).writerows(service.grades_csv(assignment))
+        csv.writer(out).writerows(service.grades_csv(assignment, "plain" if kind == "grades" else kind))
+        name = f"{assignment}-grades.csv" if kind == "grades" else f"{assignment}-{kind}.csv"
         return Response(out.getvalue(), media_type="text/csv",
-                        headers={"Content-Disposition": f'attachment; filename="{assignment}-grades.csv"'})
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
     @app.post("/instructor/{assignment}/regrade")
     async def regrade(request: Request, assignment: str, student: Annotated[str, Form()] = ""):

@@ -250,15 +250,35 @@ class Service:
         parts = [{"name": name, "fails": n, "reasons": reasons[name].most_common(3)} for name, n in fails.most_common()]
         return table, parts
 
-    def grades_csv(self, assignment):
+    def grades_csv(self, assignment, kind="plain"):
+        """The counted grades as CSV rows: ``plain`` (all the service knows), ``canvas`` or ``moodle``.
+
+        Canvas's gradebook import: ``Student,ID,SIS User ID,SIS Login ID,Section,<assignment>`` and a
+        "Points Possible" row; the roster's id goes in "SIS User ID" and its email in "SIS Login ID" (Canvas
+        matches a row by ID, SIS User ID or SIS Login ID; ID, its own number, is left empty). Moodle's CSV
+        grade import: an identifier column ("Email address", and "ID number" with the roster's id: pick one
+        to map users at import) and one column per grade item. A student with no graded submission gets an
+        empty cell, which both leave unchanged.
+        """
         table, _ = self.gradebook(assignment)
-        lines = [["id", "name", "email", "score", "max_score", "submissions", "counted_submission"]]
-        for t in table:
-            c = t["counted"]
-            lines.append([t["student"].id, t["student"].name, t["student"].email,
-                          "" if c is None else f"{t['score']:g}", "" if c is None else f"{c.max_score or 0:g}",
-                          t["submissions"], "" if c is None else c.id])
-        return lines
+        if kind == "plain":
+            lines = [["id", "name", "email", "score", "max_score", "submissions", "counted_submission"]]
+            for t in table:
+                c = t["counted"]
+                lines.append([t["student"].id, t["student"].name, t["student"].email,
+                              "" if c is None else f"{t['score']:g}", "" if c is None else f"{c.max_score or 0:g}",
+                              t["submissions"], "" if c is None else c.id])
+            return lines
+        scores = [(t["student"], "" if t["counted"] is None else f"{t['score']:g}") for t in table]
+        if kind == "canvas":
+            top = max((t["max_score"] or 0 for t in table if t["counted"]), default=0)
+            lines = [["Student", "ID", "SIS User ID", "SIS Login ID", "Section", assignment],
+                     ["Points Possible", "", "", "", "", f"{top:g}" if top else ""]]
+            return lines + [[st.name, "", st.id, st.email, "", score] for st, score in scores]
+        if kind == "moodle":
+            return [["Email address", "ID number", "Full name", assignment]] + [
+                [st.email, st.id, st.name, score] for st, score in scores]
+        raise ValueError(f"grades: unknown format {kind!r} (plain, canvas or moodle)")
 
 
 def aware(moment):

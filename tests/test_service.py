@@ -2,18 +2,20 @@
 
 Real SQLite database, real Huey queue on SQLite: the fast tests either run no worker (``jobs=0``: the
 queue only fills) or Huey's real consumer with one worker thread and a stand-in grader (no notebook is
-executed). ``test_end_to_end_grading`` (slow, ~30-60 s, run by default) grades the solution notebook and
-the blank released one through the queue with the course's real grading pipeline, on one live server.
+executed). ``test_end_to_end_grading`` (slow, ~65 s of CPU, run by default) runs a released assignment with
+the solutions filled in under nbclient, whose last cell submits it to a live server and prints full marks,
+and grades the blank released one (sent over HTTP) through the queue with the course's real grading
+pipeline.
 """
 
 import ast
 import contextlib
-import copy
 import csv
 import hashlib
 import json
 import os
 import pathlib
+import re
 import shlex
 import signal
 import socket
@@ -23,11 +25,14 @@ import threading
 import time
 
 import httpx
+import nbformat
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
+from nbclient import NotebookClient
 from sqlalchemy import create_engine, text
 
+from instructor.grading.course import make_submission
 from service import grader
 from service.app import create_app
 from service.config import Settings
@@ -38,6 +43,8 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 SOLUTION = ROOT / "solutions" / "lstm" / "lstm.ipynb"
 BLANK = ROOT / "assignments" / "lstm" / "lstm.ipynb"
 OTHER = ROOT / "assignments" / "multi_head_attention" / "multi_head_attention.ipynb"
+NOTEBOOK_PATH = "multi_head_attention"  # the assignment of the notebook-path test (its full run is the shorter)
+BLANK_PATH = OTHER
 ROSTER = "id,name,email\nalice,Alice A,alice@example.org\nbob,Bob B,bob@example.org\n"
 SCRIPT = "<script>alert('x')</script>"
 
@@ -257,6 +264,17 @@ def test_graded_by_a_worker_escaped_pages_and_instructor(tmp_path):
         rows = list(csv.reader(client.get("/instructor/lstm/grades.csv", headers=instructor).text.splitlines()))
         assert rows[0][:5] == ["id", "name", "email", "score", "max_score"]
         assert rows[1][:6] == ["alice", "Alice A", "alice@example.org", "3", "7", "1"] and rows[2][3] == ""
+        canvas = list(csv.reader(client.get("/instructor/lstm/canvas.csv", headers=instructor).text.splitlines()))
+        assert canvas == [["Student", "ID", "SIS User ID", "SIS Login ID", "Section", "lstm"],
+                          ["Points Possible", "", "", "", "", "7"],
+                          ["Alice A", "", "alice", "alice@example.org", "", "3"],
+                          ["Bob B", "", "bob", "bob@example.org", "", ""]]
+        moodle = list(csv.reader(client.get("/instructor/lstm/moodle.csv", headers=instructor).text.splitlines()))
+        assert moodle == [["Email address", "ID number", "Full name", "lstm"],
+                          ["alice@example.org", "alice", "Alice A", "3"], ["bob@example.org", "bob", "Bob B", ""]]
+        assert client.get("/instructor/lstm/other.csv", headers=instructor).status_code == 404
+        assert client.get("/instructor/lstm/canvas.csv", headers=auth(tok["alice"]),
+                          follow_redirects=False).status_code == 303  # not for students
         # browser: the login form sets a session cookie; the token never appears in a page or a URL
         browser = TestClient(client.app)
         login = browser.post("/login", data={"token": tok["alice"], "next": f"/submissions/{sub}"})
@@ -301,7 +319,7 @@ def live(app):
         thread.join(10)
 
 
-def test_submit_helper_prints_the_parts_and_clear_errors(tmp_path):
+def test_submit_helper_prints_the_parts_and_clear_errors(tmp_path, monkeypatch):
     s = settings(tmp_path, jobs=1)
     lines = []
     with live(create_app(s, grade=fake_grade())) as url:
@@ -317,6 +335,9 @@ def test_submit_helper_prints_the_parts_and_clear_errors(tmp_path):
     assert tok not in text_out
     with pytest.raises(helper.SubmitError, match="cannot reach the server"):
         helper.submit("lstm", url, BLANK, token=tok, out=lines.append)
+    monkeypatch.delenv("SUBMIT_URL", raising=False)  # the cell's SERVER_URL is None until the instructor sets it
+    with pytest.raises(helper.SubmitError, match="no server address"):
+        helper.submit("lstm", None, BLANK, token=tok, out=lines.append)
     # the student edition's helper imports the standard library only (nothing of service/ or of grading)
     tree = ast.parse((ROOT / "utils" / "submit.py").read_text())
     imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
@@ -325,35 +346,150 @@ def test_submit_helper_prints_the_parts_and_clear_errors(tmp_path):
     assert imported - {"google"} <= sys.stdlib_module_names, imported  # google.colab: only inside Colab
 
 
+def released_and_solved(name=NOTEBOOK_PATH):
+    """The released assignment with the solutions' answer cells put in (by grade_id), as a student fills it."""
+    released = nbformat.read(str(ROOT / "assignments" / name / f"{name}.ipynb"), as_version=4)
+    source = nbformat.read(str(ROOT / "solutions" / name / f"{name}.ipynb"), as_version=4)
+    answered = [c.metadata["nbgrader"]["grade_id"] for c in source.cells
+                if c.metadata.get("nbgrader", {}).get("solution")]
+    return make_submission(released, source, answered), source
+
+
 @pytest.mark.slow
 def test_end_to_end_grading(tmp_path, monkeypatch):
-    """Slow but run (~30-60 s): the solution and the blank notebook, graded for real through the queue."""
+    """Slow but run (~65 s of CPU; 3 min of wall time on a loaded 2-core machine): the notebook path for
+    real. The released multi-head-attention assignment with the solutions filled in is executed by nbclient
+    (Restart and run all) with its submit cell opted in as a student does (``SUBMIT = True``; the token in
+    ``SUBMIT_TOKEN``, the address in ``SUBMIT_URL``): the cell sends the saved file, waits and prints full
+    automatic marks. The blank one is sent as curl does (HTTP) meanwhile and scores zero. Both are graded
+    by the real pipeline through the queue."""
     for key, value in no_sandbox_if_none().items():
         monkeypatch.setenv(key, value)
-    solved = json.loads(SOLUTION.read_text())
-    cell = copy.deepcopy(next(c for c in solved["cells"] if c["cell_type"] == "code"))
-    cell.update(source=f"print({SCRIPT!r})", outputs=[], execution_count=None, metadata={})
-    cell["id"] = "student-output"
-    solved["cells"].append(cell)  # a student's output with a script in it
-    (tmp_path / "lstm.ipynb").write_text(json.dumps(solved))
+    nb, source = released_and_solved()
+    assert "SUBMIT = False" in nb.cells[-1].source and "in_grading()" in nb.cells[-1].source
+    nb.cells[-1].source = nb.cells[-1].source.replace("SUBMIT = False", "SUBMIT = True")  # the student opts in
+    shown = nbformat.v4.new_code_cell(f"print({SCRIPT!r})")  # a student's output with a script in it
+    nb.cells.insert(len(nb.cells) - 2, shown)
+    saved = tmp_path / "student" / f"{NOTEBOOK_PATH}.ipynb"
+    saved.parent.mkdir()
+    nbformat.write(nb, str(saved))  # saved before running, as the cell asks (Ctrl+S)
+    points = sum(c.metadata["nbgrader"]["points"] for c in source.cells if c.cell_type == "code"
+                 and c.metadata.get("nbgrader", {}).get("grade"))
     s = settings(tmp_path, jobs=2)
     with live(create_app(s)) as url:
         tok = tokens(s.data)
         start = time.monotonic()
         with httpx.Client(base_url=url, timeout=30) as client:  # the blank one with curl's request
-            blank = upload(client, tok["bob"]).json()
-            lines = []
-            full = helper.submit("lstm", url, tmp_path / "lstm.ipynb", token=tok["alice"], poll_s=1, out=lines.append)
+            blank = upload(client, tok["bob"], path=BLANK_PATH, assignment=NOTEBOOK_PATH).json()
+            monkeypatch.setenv("SUBMIT_URL", url)  # the kernel inherits them; nothing is written in the file
+            monkeypatch.setenv("SUBMIT_TOKEN", tok["alice"])
+            monkeypatch.setenv("PYTHONPATH", str(ROOT))  # the setup cell finds utils above the notebook; here: not
+            NotebookClient(nb, timeout=300, kernel_name="python3", allow_errors=False,
+                           resources={"metadata": {"path": str(saved.parent)}}).execute()
+            printed = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
+            ran = time.monotonic() - start
             zero = wait_done(client, tok["bob"], blank["id"], timeout=300)
             seconds = time.monotonic() - start
-            assert (full["status"], full["score"], full["max_score"]) == ("graded", 13.0, 13.0), full
-            assert (zero["status"], zero["score"], zero["max_score"]) == ("graded", 0.0, 13.0), zero
-            assert [p["score"] for p in full["parts"]] == [3.0, 4.0, 4.0, 2.0]
+            sub_id = int(re.search(r"submitted: number (\d+)", printed).group(1))
+            full = client.get(f"/api/submissions/{sub_id}", headers=auth(tok["alice"])).json()
+            assert (full["status"], full["score"], full["max_score"]) == ("graded", points, points), full
+            total = re.search(r"^total \(automatic\)\s+(\S+)\s+(\S+)\s*$", printed, flags=re.M)
+            assert total and total.groups() == (f"{points:g}", f"{points:g}"), printed
+            assert all(f"{p['name']}" in printed for p in full["parts"]) and "feedback: http" in printed, printed
+            assert tok["alice"] not in json.dumps(nb)  # the token never reaches the notebook
+            assert (zero["status"], zero["score"], zero["max_score"]) == ("graded", 0.0, points), zero
             assert all(p["reason"] != "passed" for p in zero["parts"])
-            assert "total (automatic)" in "\n".join(lines)
             feedback = client.get(full["feedback_url"], headers=auth(tok["alice"])).text
             assert "BEGIN HIDDEN TESTS" not in feedback and SCRIPT not in feedback and "&lt;script&gt;" in feedback
             assert client.get(full["feedback_url"], headers=auth(tok["bob"])).status_code == 404
     stored = s.data / "submissions"
-    assert (stored / f"{blank['id']}.ipynb").read_bytes() == BLANK.read_bytes()  # the grader never modifies it
-    print(f"two submissions graded through the queue in {seconds:.0f} s")
+    assert (stored / f"{blank['id']}.ipynb").read_bytes() == BLANK_PATH.read_bytes()  # the grader never modifies it
+    assert (stored / f"{sub_id}.ipynb").read_bytes() == saved.read_bytes()  # the cell sent the file as saved
+    print(f"notebook executed and submitted in {ran:.0f} s; both graded through the queue in {seconds:.0f} s")
+
+
+# ---- in the browser ------------------------------------------------------------------------------------------
+PWN = "<script>window.__pwned = 1; console.log('pwned')</script><img src=x onerror=\"window.__pwned = 2\">"
+
+
+def _chromium_or_skip():
+    chromium = pathlib.Path("/usr/bin/chromium")
+    if not chromium.is_file():
+        pytest.skip(f"no Chromium at {chromium}: `apt-get install chromium` (.ci/run does it where it can)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("Playwright for Python is not installed: `python -m pip install -r requirements.txt`")
+    return chromium, sync_playwright
+
+
+def gated_grade(gate):
+    """The stand-in grader with PWN in a reason and in the feedback page, waiting for ``gate`` first."""
+    inner = fake_grade(reason=PWN)
+
+    def grade(name, path, out, *, student="s"):
+        assert gate.wait(60), "the test never opened the gate"
+        result = inner(name, path, out, student=student)
+        (out / "feedback.html").write_text(f"<!DOCTYPE html><p>feedback</p>{PWN}")  # as if not escaped
+        return result
+
+    return grade
+
+
+def test_pages_in_headless_chromium(tmp_path):
+    """A student signs in with a token, uploads on the page, sees the queue place then the score (the status
+    page reloads itself); the instructor's page shows it; a script in a reason or in the feedback never runs."""
+    chromium, sync_playwright = _chromium_or_skip()
+    gate = threading.Event()
+    s = settings(tmp_path, jobs=1)
+    with live(create_app(s, grade=gated_grade(gate))) as url, sync_playwright() as p:
+        tok = tokens(s.data)
+        instructor = (s.data / "instructor_token.txt").read_text().strip()
+        first = httpx.post(f"{url}/api/submissions", headers=auth(tok["bob"]), data={"assignment": "lstm"},
+                           files={"notebook": ("lstm.ipynb", BLANK.read_bytes())}).json()  # holds the one worker
+        browser = p.chromium.launch(executable_path=str(chromium), headless=True,
+                                    args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
+        try:
+            page = browser.new_page()
+            console, requests = [], []
+            page.on("console", lambda m: console.append(m.text))
+            page.on("pageerror", lambda e: console.append(f"page error: {e}"))
+            page.on("request", lambda r: requests.append(r.url))
+            page.goto(f"{url}/login?next=/")
+            page.fill("input[name=token]", tok["alice"])
+            page.click("button[type=submit]")
+            page.wait_for_url(f"{url}/")
+            page.select_option("select[name=assignment]", "lstm")
+            page.set_input_files("input[name=notebook]", str(BLANK))
+            page.click("button[type=submit]")
+            page.wait_for_url(re.compile(r"/submissions/\d+$"))
+            sub = int(page.url.rsplit("/", 1)[1])
+            assert sub == first["id"] + 1
+            assert page.text_content("#status") == "queued" and "number 1 in the queue" in page.text_content("body")
+            gate.set()
+            page.wait_for_selector("#score", timeout=20_000)  # the page reloads itself every 5 s
+            assert "3 / 7" in page.text_content("#score")
+            reason = page.text_content("#parts tr:nth-child(3) td:nth-child(4)")
+            assert reason == PWN  # shown as text
+            feedback_link = page.get_attribute("text=Feedback", "href")
+            assert page.evaluate("document.scripts.length") == 0 and page.evaluate("window.__pwned") is None
+            page.goto(feedback_link)  # a page with a raw script in it: the CSP runs none
+            assert "feedback" in page.text_content("body") and page.evaluate("window.__pwned") is None
+            page.goto(f"{url}/submissions/{first['id']}")  # bob's: not alice's
+            assert "no such submission" in page.text_content("body")
+            # the instructor signs in on another browser context and sees alice's counted score
+            other = browser.new_page()
+            other.on("console", lambda m: console.append(m.text))
+            other.goto(f"{url}/instructor/lstm")
+            other.wait_for_url(re.compile(r"/login"))
+            other.fill("input[name=token]", instructor)
+            other.click("button[type=submit]")
+            other.wait_for_url(f"{url}/instructor/lstm")
+            row = other.text_content("#students tr:has(td:text-is('alice'))")
+            assert "Alice A" in row and "3 / 7" in row and str(sub) in row, row
+            assert PWN in other.text_content("#fails") and other.evaluate("window.__pwned") is None
+            assert other.evaluate("document.scripts.length") == 0
+        finally:
+            browser.close()
+    assert not any("pwned" in line for line in console), console
+    assert not any(token in req for req in requests for token in tok.values())  # tokens never in a URL

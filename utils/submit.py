@@ -5,6 +5,9 @@ The last cell of an assignment::
     from utils.submit import submit
     submit("lstm", "https://grading.example.org")
 
+(the released assignments' cell passes ``utils.course.SUBMIT_URL``, which the instructor sets; with
+``None`` the environment variable ``SUBMIT_URL`` is used, and without it the cell says what to do).
+
 It asks for your token (``getpass``: it is never written into the notebook; set the environment
 variable ``SUBMIT_TOKEN`` instead to submit from a script), sends the notebook, waits for the grading
 and prints each part's score and reason, and the link to the feedback page. In Colab it sends the open
@@ -111,6 +114,10 @@ def submit(assignment, server_url, notebook_path=None, *, token=None, wait=True,
     Returns the submission's status (a dict: status, score, max_score, parts, feedback_url, ...).
     Raises SubmitError with what to do when it cannot submit.
     """
+    server_url = server_url or os.environ.get("SUBMIT_URL")
+    if not server_url:
+        raise SubmitError("no server address: your instructor gives it (or sets SUBMIT_URL in utils/course.py); "
+                          f'write it in this cell, submit("{assignment}", "https://...")')
     server = server_url.rstrip("/")
     if notebook_path is None and "google.colab" in sys.modules:
         content, filename = _colab_notebook(), f"{assignment}.ipynb"
