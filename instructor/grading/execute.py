@@ -245,7 +245,8 @@ def _confined(cmd, student, runtime, kind, limits):
                      '|| exit 125; exec "$@"')
             argv = ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", mount, "ipc", *argv]
         if limits.cpus and cgroup.find()[0]:
-            group = cgroup.Group(student, cpus=limits.cpus, memory_mb=_group_memory(limits),
+            # a name of its own per run: two runs of one student (the service) never share or kill a group
+            group = cgroup.Group(f"{student}-{os.urandom(4).hex()}", cpus=limits.cpus, memory_mb=_group_memory(limits),
                                  pids=int(limits.processes) + 128)
             argv = group.wrap(argv)
     if _sh.which("setpriv"):

@@ -198,7 +198,9 @@ def grade_folder(name, folder, *, out=None, work=None, timeout=None, root=ROOT, 
     label = "none (--no-sandbox)" if kind == "none" else (
         f"{kind} (memory {limits.memory_mb} MB, {limits.processes} processes, {limits.wall_s} s, "
         f"disk {limits.disk_mb} MB); "
-        + cgroup.describe(limits.cpus, limits.memory_mb + 1024, limits.processes + 128))
+        + cgroup.describe(limits.cpus, limits.memory_mb + 1024, limits.processes + 128)
+        + ("" if os.geteuid() == 0 and shutil.which("unshare") else
+           "; the kernel's socket folder is on the disk (a tmpfs needs root and unshare)"))
     work = pathlib.Path(work) if work else root / "grading-work" / name / "course"
     out = pathlib.Path(out) if out else root / "grading-work" / name / "results"
     work.mkdir(parents=True, exist_ok=True)
