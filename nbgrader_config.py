@@ -45,3 +45,6 @@ c.GradingSandbox.processes = 128  # processes and threads of the sandbox's own u
 c.GradingSandbox.wall_s = 900  # seconds for one whole submission, nbgrader and sandbox included
 c.GradingSandbox.disk_mb = 512  # size of the sandbox's /submission and /tmp (tmpfs) and of any file it writes
 c.GradingSandbox.jobs = 0  # submissions graded at once; 0 = the number of cores
+c.GradingSandbox.max_file_mb = 25  # a submitted file over this size is refused before it is read
+c.GradingSandbox.output_cell_kb = 1024  # kernel output nbgrader keeps per cell (the rest is cut, with a line)
+c.GradingSandbox.output_notebook_kb = 8192  # ... and per notebook

@@ -8,6 +8,8 @@ this whole file is skipped); the disk attack is capped by the sandbox's tmpfs si
 """
 
 import hashlib
+import html
+import json
 import os
 import pathlib
 import socket
@@ -388,3 +390,379 @@ def test_without_the_sandbox_each_attack_does_its_harm(unsandboxed):
     assert b"exfiltrated by network" in unsandboxed["server"]
     assert unsandboxed["daemon"], "the background process did not rewrite the results"
     assert unsandboxed["csv"]["daemon"]["score"] == "99"
+
+
+# ------------------------------------------------- issue 22: odd names, odd files, a second grader
+
+
+def _deep(levels):
+    return '{"cells": [' + "[" * levels + "]" * levels + "]}"
+
+
+@pytest.fixture(scope="module")
+def odd_input(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("odd")
+    root, student = _course(tmp)
+    subs = _submissions(student, 0, "", [])
+    correct, honest = subs["correct"], subs["honest"]
+    folder = tmp / "in"
+    for who in ("alice", "lib", "runs", "utils", "kim-철수", "CON", "_shared", "Alice"):
+        _write(folder / who / "toy.ipynb", correct)
+    for who in ("kim-영희", "철수", "a b", "a_b", "."):
+        _write(folder / who / "toy.ipynb", honest)
+    _write(folder / "dave_toy.ipynb", honest)
+    (folder / "deep_toy.ipynb").write_text(_deep(200_000))  # 400 KB
+    (folder / "big_toy.ipynb").write_bytes(b" " * (3 * 2**20))  # over max_file_mb=2
+    (folder / "mallory").mkdir()
+    (folder / "mallory" / "toy.ipynb").symlink_to(root / "solutions" / "toy" / "toy.ipynb")
+    (folder / "eve").symlink_to(root / "solutions" / "toy")
+    os.mkfifo(folder / "fifo_toy.ipynb")  # reading it would block for ever
+    work, out = root / "work", root / "out"
+    start = time.perf_counter()
+    results = grading.grade_folder("toy", folder, out=out, work=work, timeout=10, root=root, log=None, sandbox="auto",
+                                   jobs=2, memory_mb=1536, processes=64, disk_mb=64, max_file_mb=2)
+    seconds = time.perf_counter() - start
+    return {"results": results, "by": {r.student: r for r in results}, "csv": _csv(out), "out": out,
+            "work": work, "seconds": seconds, "gradebook": _gradebook(work), "root": root}
+
+
+def test_odd_files_each_get_a_failed_row_with_the_reason(odd_input):
+    by = odd_input["by"]
+    assert by["deep"].status == "failed" and "nested too deeply" in by["deep"].reason, by["deep"]
+    assert by["big"].status == "failed" and "over the cap of 2 MB" in by["big"].reason, by["big"]
+    for who in ("mallory", "eve"):
+        assert by[who].status == "failed" and "symbolic link" in by[who].reason, by[who]
+        assert by[who].score == 0
+    assert by["fifo"].status == "failed" and "not a regular file" in by["fifo"].reason
+    assert by["dave"].status == "graded" and by["dave"].score == 2  # graded beside them
+
+
+def test_every_name_gets_a_distinct_safe_id_and_is_graded(odd_input):
+    by, results = odd_input["by"], odd_input["results"]
+    # 12 folders named for students, dave, the 5 odd files and a bare toy.ipynb (in the folder ".")
+    assert len(results) == len({r.student for r in results}) == 19, sorted(by)
+    assert by["?"].file == "toy.ipynb" and "cannot tell whose file" in by["?"].reason
+    for who in ("lib", "runs", "utils"):
+        assert by[who].status == "graded" and by[who].score == 3, by[who]
+    hangul = [r for r in results if "kim-" in r.reason and "told apart" not in r.reason]
+    assert sorted((r.student.split("-")[0], r.score) for r in hangul) == [("kim", 2), ("kim", 3)], hangul
+    assert all("stands for the name 'kim-" in r.reason for r in hangul)
+    only = [r for r in results if "'철수'" in r.reason]
+    assert len(only) == 1 and only[0].student.startswith("student-") and only[0].score == 2
+    con = [r for r in results if "'CON'" in r.reason]
+    assert len(con) == 1 and con[0].student != "CON" and con[0].score == 3
+    shared = [r for r in results if "'_shared'" in r.reason]
+    assert len(shared) == 1 and not shared[0].student.startswith("_") and shared[0].score == 3
+    told = [r for r in results if "(told apart from" in r.reason]  # Alice and alice: equal but for case
+    assert sorted(r.student.split("-")[0] for r in told) == ["Alice", "alice"], told
+    assert all(r.status == "graded" and r.score == 3 for r in told)
+    assert by["a_b"].score == 2 and [r.score for r in results if "name 'a b'" in r.reason] == [2]
+    import re as _re
+
+    assert all(_re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*|\?", r.student) for r in results)
+    # the CSV and the gradebook hold every graded student once, under the same id
+    assert set(odd_input["csv"]) == set(by)
+    assert {s for s, r in by.items() if r.status == "graded"} == set(odd_input["gradebook"])
+    summary = grading.summary_table(results)
+    assert "told apart from 'alice'" in summary and "stands for the name 'kim-철수'" in summary
+
+
+def test_a_second_grade_on_the_same_work_folder_stops_with_a_clear_message(odd_input, tmp_path):
+    from instructor.grading.pipeline import Busy, work_lock
+
+    work, root = odd_input["work"], odd_input["root"]
+    folder = tmp_path / "in"
+    folder.mkdir()
+    with work_lock(work):
+        with pytest.raises(Busy, match="is being graded by pid"):
+            grading.grade_folder("toy", folder, out=tmp_path / "o", work=work, root=root, log=None, sandbox="auto")
+        start = time.perf_counter()
+        with pytest.raises(Busy):
+            grading.grade_folder("toy", folder, out=tmp_path / "o", work=work, root=root, log=None, sandbox="auto",
+                                 wait=1)
+        assert 0.9 < time.perf_counter() - start < 10
+        code = grading.main(["grade", "toy", str(folder), "--work", str(work), "--out", str(tmp_path / "o")])
+        assert code == 3
+    assert grading.grade_folder("toy", folder, out=tmp_path / "o", work=work, root=root, log=None,
+                                sandbox="auto") == []
+
+
+# ------------------------------------------------- issue 22: every kernel output is hostile
+
+# add passes the visible test, and when a hidden test calls it: prints the test cell (In[-1]), stashes it for
+# a later cell and raises with it as the message
+LEAK_ADD = '''
+_stash = []
+def add(a, b):
+    if (a, b) == (1, 2):
+        return 3
+    src = get_ipython().user_ns["In"][-1]
+    print(src)
+    _stash.append(src)
+    raise AssertionError(src)
+'''
+LEAK_MUL = GOOD_MUL + "print(''.join(_stash))\n"
+SCRIPT = "<script>window.__pwned = (window.__pwned || 0) + 1</script>"
+HTML_ADD = WRONG_ADD + f'''
+from IPython.display import HTML, Javascript, display
+display(HTML({SCRIPT!r}))
+display(Javascript("window.__pwned = 1"))
+display({{"text/html": '<img src=x onerror="window.__pwned=1">', "text/plain": "plain"}}, raw=True)
+'''
+HTML_MARKDOWN = (f"Because.\n\n{SCRIPT}\n\n<img src=x onerror=\"window.__pwned=1\">\n\n"
+                 "[click](javascript:window.__pwned=1)")
+PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
+PNG_ADD = WRONG_ADD + f'''
+from IPython.display import display
+display({{"image/png": "x' onerror='window.__pwned=1' y='"}}, raw=True)
+display({{"image/png": "PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg=="}}, raw=True)  # base64 of a script, not a PNG
+display({{"image/png": {PNG!r}}}, raw=True)  # a real 1x1 PNG
+'''
+FLOOD_ADD = WRONG_ADD + '''
+print("x" * (30 * 2**20))
+for _ in range(20):
+    print("y" * 2**20)
+'''
+
+
+@pytest.fixture(scope="module")
+def outputs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("outputs")
+    root, student = _course(tmp)
+    honest = _answer(_answer(student, "add", WRONG_ADD), "mul", GOOD_MUL)
+    subs = {"honest": honest,
+            "leak": _answer(_answer(student, "add", LEAK_ADD), "mul", LEAK_MUL),
+            "html": _answer(_answer(_answer(student, "add", HTML_ADD), "mul", GOOD_MUL), "why", HTML_MARKDOWN),
+            "png": _answer(_answer(student, "add", PNG_ADD), "mul", GOOD_MUL),
+            "flood": _answer(_answer(student, "add", FLOOD_ADD), "mul", GOOD_MUL)}
+    for who, nb in subs.items():
+        _write(tmp / "in" / who / "toy.ipynb", nb)
+    work, out = root / "work", root / "out"
+    results = grading.grade_folder("toy", tmp / "in", out=out, work=work, timeout=30, root=root, log=None,
+                                   sandbox="auto", jobs=2, memory_mb=1536, processes=64, disk_mb=64)
+    return {"by": {r.student: r for r in results}, "out": out, "work": work, "root": root}
+
+
+def _page(state, who):
+    return (state["out"] / state["by"][who].feedback).read_text()
+
+
+def test_hostile_outputs_are_graded_and_nobody_elses_grade_moves(outputs):
+    for who, r in outputs["by"].items():
+        assert r.status == "graded", (who, r.reason)
+        assert r.cells["test_add"]["score"] == 0, (who, r.cells)
+        # the audit may zero a part an answer that reaches into IPython could fool (reason given)
+        assert r.cells["test_mul"]["score"] == 2 or "test_mul set to 0" in r.reason, (who, r.reason)
+    assert outputs["by"]["honest"].score == 2 and outputs["by"]["flood"].score == 2
+
+
+def test_no_hidden_test_in_any_feedback(outputs):
+    for who in outputs["by"]:
+        page = _page(outputs, who)
+        for hidden in ("assert add(-1, 1) == 0", "assert mul(-2, 3) == -6", "HIDDEN TESTS"):
+            assert hidden not in page, (who, hidden)
+    leak = html.unescape(_page(outputs, "leak"))
+    assert "Test test_add: 0 / 1" in leak and "AssertionError: (message not shown: it quotes the hidden tests)" in leak
+    assert "(hidden test)" in leak  # the later cell printed its stash: the hidden line is replaced
+    honest = html.unescape(_page(outputs, "honest"))
+    assert "AssertionError: add(1, 2) should be 3" in honest  # the check's own message is shown
+    assert "<pre class='out'>add ok" not in honest and "<pre class='out'>mul ok" not in honest  # no test streams
+
+
+def test_every_value_in_the_feedback_is_escaped_and_every_image_checked(outputs):
+    import re as _re
+
+    page = _page(outputs, "html")
+    assert not _re.findall(r"(?i)<(script|img|iframe|svg|object)", page)
+    assert "&lt;script&gt;window.__pwned" in page  # shown as text
+
+    png = _page(outputs, "png")
+    assert _re.findall(r"<img [^>]*>", png) == [f"<img alt='output' src='data:image/png;base64,{PNG}'>"]
+    assert png.count("output of type image/png removed") == 2
+    assert "Content-Security-Policy" in png
+
+
+def test_outputs_are_capped_with_a_line_in_the_feedback(outputs):
+    r, page = outputs["by"]["flood"], _page(outputs, "flood")
+    assert len(page) < 3 * 2**20, len(page)
+    assert "output cut" in page
+    autograded = outputs["work"] / "autograded" / r.student / "toy" / "toy.ipynb"
+    assert autograded.stat().st_size < 3 * 2**20
+
+
+def test_the_autograded_notebook_holds_no_html_or_javascript(outputs):
+    nb = nbformat.read(str(outputs["work"] / "autograded" / "html" / "toy" / "toy.ipynb"), as_version=4)
+    text = json.dumps([c.get("outputs", []) for c in nb.cells]) + "".join(
+        c.source for c in nb.cells if c.cell_type == "markdown")  # what formgrader renders as HTML
+    for bad in ('"text/html":', '"application/javascript":', "<script", "<img", "javascript:"):
+        assert bad not in text, bad
+    assert "output of type application/javascript removed" in text
+    assert "&lt;script>" in text  # the markdown answer's text is kept, escaped
+
+
+def _formgrade_html(path):
+    """The autograded notebook as nbgrader's formgrader renders it (its exporter and template)."""
+    from nbconvert.exporters import HTMLExporter
+    from nbgrader.server_extensions.formgrader import handlers
+    from traitlets.config import Config
+
+    cfg = Config()
+    cfg.HTMLExporter.template_name = "formgrade"
+    cfg.HTMLExporter.extra_template_basedirs = [handlers.template_path]
+    resources = {"assignment_id": "toy", "notebook_id": "toy", "submission_id": "x", "index": 0, "total": 1,
+                 "base_url": "", "student": "s", "last_name": "", "first_name": "", "notebook_path": "x"}
+    return HTMLExporter(config=cfg).from_filename(str(path), resources=resources)[0]
+
+
+def _pwned(browser, page_html, tmp_path, name):
+    path = tmp_path / f"{name}.html"
+    path.write_text(page_html)
+    page = browser.new_page()
+    dialogs = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto(path.as_uri())
+    page.wait_for_timeout(500)
+    value = page.evaluate("() => window.__pwned || 0")
+    page.close()
+    return value or len(dialogs)
+
+
+def test_a_script_stays_inert_in_chromium_in_the_feedback_and_formgrader(outputs, tmp_path):
+    from test_site import CHROMIUM, CHROMIUM_ARGS, _browser_or_skip
+
+    sync_playwright = _browser_or_skip()
+    autograded = outputs["work"] / "autograded" / "html" / "toy" / "toy.ipynb"
+    unsafe = nbformat.read(str(autograded), as_version=4)  # the same, unsanitised: shows the check is real
+    for cell in unsafe.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == "why":
+            cell.source = HTML_MARKDOWN
+    unsafe_path = tmp_path / "unsafe.ipynb"
+    nbformat.write(unsafe, str(unsafe_path))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            assert _pwned(browser, _formgrade_html(unsafe_path), tmp_path, "control") > 0
+            assert _pwned(browser, _formgrade_html(autograded), tmp_path, "formgrade") == 0
+            for who in ("html", "png", "leak"):
+                assert _pwned(browser, _page(outputs, who), tmp_path, who) == 0, who
+        finally:
+            browser.close()
+
+
+# ------------------------------------------------- issue 22: each submission in a resource group of its own
+
+BUSY_ADD = '''
+import time
+def add(a, b):
+    return a + b
+_t = time.perf_counter()
+_n = 0
+while _n < 3_000_000:
+    _n += 1
+print(f"busy took {time.perf_counter() - _t:.2f} s")
+'''
+# 30 processes, each in a session of its own, spinning for as long as the kernel lives; the kernel sleeps meanwhile
+SPINNER_ADD = WRONG_ADD + '''
+import os, time
+for _ in range(30):
+    if os.fork() == 0:
+        os.setsid()
+        while True:
+            pass
+time.sleep(8)
+'''
+IPC_ADD = WRONG_ADD + '''
+import os, sys
+_folder = os.path.dirname(sys.argv[sys.argv.index("-f") + 1])
+_written = 0
+try:
+    for i in range(3):
+        with open(os.path.join(_folder, f"fill{i}"), "wb") as f:
+            for _ in range(200):
+                f.write(b"x" * 2**20)
+                f.flush()
+                _written += 2**20
+except OSError as err:
+    print("socket folder full:", type(err).__name__)
+print("wrote", _written, "bytes")
+'''
+
+
+def _busy_seconds(state, who):
+    import re as _re
+
+    page = (state["out"] / state["by"][who].feedback).read_text()
+    return float(_re.search(r"busy took ([0-9.]+) s", page).group(1))
+
+
+@pytest.fixture(scope="module")
+def neighbours(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("neighbours")
+    root, student = _course(tmp)
+    busy = _answer(_answer(student, "add", BUSY_ADD), "mul", GOOD_MUL)
+    _write(tmp / "alone" / "busy" / "toy.ipynb", busy)
+    _write(tmp / "beside" / "busy" / "toy.ipynb", busy)
+    _write(tmp / "beside" / "spinner" / "toy.ipynb", _answer(_answer(student, "add", SPINNER_ADD), "mul", GOOD_MUL))
+    _write(tmp / "beside" / "ipc" / "toy.ipynb", _answer(_answer(student, "add", IPC_ADD), "mul", GOOD_MUL))
+    kw = dict(timeout=20, root=root, log=None, sandbox="auto", jobs=2, memory_mb=1536, processes=64, disk_mb=64)
+    state = {}
+    for name in ("alone", "beside"):
+        results = grading.grade_folder("toy", tmp / name, out=tmp / f"out-{name}", work=tmp / f"work-{name}", **kw)
+        state[name] = {"by": {r.student: r for r in results}, "out": tmp / f"out-{name}"}
+    return state
+
+
+def test_a_spinner_beside_a_correct_submission_leaves_its_score_and_time(neighbours):
+    alone, beside = neighbours["alone"], neighbours["beside"]
+    assert alone["by"]["busy"].score == beside["by"]["busy"].score == 3, beside["by"]["busy"]
+    assert beside["by"]["spinner"].status == "graded" and beside["by"]["spinner"].score == 2
+    t_alone, t_beside = _busy_seconds(alone, "busy"), _busy_seconds(beside, "busy")
+    print(f"busy cell: {t_alone:.2f} s alone, {t_beside:.2f} s beside the spinner")
+    if "no cgroup" not in beside["by"]["busy"].sandbox:
+        assert "cgroup v" in beside["by"]["busy"].sandbox
+        assert t_beside < 2.5 * t_alone + 1.0, (t_alone, t_beside)  # 1.5x on an idle machine; this one is shared
+
+
+def test_the_socket_folder_is_a_capped_tmpfs(neighbours):
+    r = neighbours["beside"]["by"]["ipc"]
+    page = (neighbours["beside"]["out"] / r.feedback).read_text()
+    import re as _re
+
+    written = int(_re.search(r"wrote (\d+) bytes", page).group(1))
+    assert "socket folder full: OSError" in page and written <= 2**20, written
+    assert r.score == 2
+
+
+def test_the_graders_children_die_with_it_sigkill_included(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    root, student = _course(tmp_path)
+    token = f"sigkill{uuid.uuid4().hex[:12]}"
+    sleeper = ("import subprocess, sys, os\n"
+               f"subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)', '{token}'], "
+               "start_new_session=True)\nimport time\ntime.sleep(300)\n" + WRONG_ADD)
+    _write(tmp_path / "in" / "sleeper" / "toy.ipynb", _answer(student, "add", sleeper))
+    env = dict(os.environ, PYTHONPATH=str(pathlib.Path(grading.__file__).parents[2]))
+    code = ("import sys; from instructor.grading import grade_folder; "
+            f"grade_folder('toy', {str(tmp_path / 'in')!r}, out={str(tmp_path / 'o')!r}, work={str(tmp_path / 'w')!r}, "
+            f"root={str(root)!r}, timeout=600, log=None, sandbox='auto', memory_mb=1536, processes=64, disk_mb=64)")
+    grader = subprocess.Popen([sys.executable, "-c", code], env=env, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not _processes_with(token):
+            time.sleep(0.5)
+        assert _processes_with(token), "the submission's process never started"
+        os.kill(grader.pid, signal.SIGKILL)
+        grader.wait()
+        deadline = time.time() + 15
+        while time.time() < deadline and (_processes_with(token) or _processes_with(str(tmp_path / "w"))):
+            time.sleep(0.5)
+        assert not _processes_with(token) and not _processes_with(str(tmp_path / "w"))
+    finally:
+        for pid in _processes_with(token) + _processes_with(str(tmp_path / "w")):
+            try:
+                os.kill(pid, 9)
+            except OSError:
+                pass

@@ -5,7 +5,7 @@ Instructor commands (run from the course folder)::
     python -m instructor.grading release [NAME ...]          # regenerate assignments/ from solutions/
     python -m instructor.grading release --check [NAME ...]  # exit 1 if assignments/ differs from the source
     python -m instructor.grading grade NAME FOLDER [--out DIR] [--timeout S] [-j N] [--memory MB]
-        [--processes N] [--wall S] [--disk MB] [--no-sandbox] [--keep]
+        [--processes N] [--wall S] [--disk MB] [--no-sandbox] [--keep] [--wait S]
 
 ``grade`` turns a folder of submitted notebooks into grades and feedback, in steps that are modules:
 
@@ -37,6 +37,15 @@ outside its reach, and every process it started is dead (PID namespace) before t
 reads them. Sandboxing the whole nbgrader run instead would have left the run's gradebook writable by
 the student's processes until the sandbox is gone. Where no sandbox can be made, ``grade`` refuses
 unless ``--no-sandbox`` is given, which the summary and ``grades.csv`` then say.
+
+Around the kernel (issue 22): every output of a kernel is hostile (``sanitize``: the feedback shows a test
+cell's verdict, error type and the check's message only, escapes everything, checks every image; the
+autograded notebook formgrader renders holds no HTML or JavaScript; ``outputs.CappedExecute`` caps what
+nbgrader keeps), every name is hostile (``collect``: distinct, stable, safe ids; links, special files and
+oversized files refused; any exception while reading one file is its own ``failed`` row), and every
+neighbour is hostile (``cgroup``: nbgrader and its sandbox in a cgroup of their own per submission, CPU
+quota, memory, tasks; the socket folder on a 1 MB tmpfs; nbgrader dies with the grading process, SIGKILL
+included). ``WORK/.grading.lock`` lets one ``grade`` at a time use a work folder.
 """
 
 from .audit import FORBIDDEN, TAMPERING, audit

@@ -6,7 +6,7 @@ import sys
 
 from . import __doc__ as DOC
 from .course import ROOT, assignment_names, release
-from .pipeline import grade_folder
+from .pipeline import Busy, grade_folder
 from .report import summary_table
 from .sandbox import Unavailable
 
@@ -32,6 +32,8 @@ def main(argv=None):
     p.add_argument("--processes", type=int, help="process (and thread) cap of each sandbox")
     p.add_argument("--wall", type=int, metavar="S", help="wall-time cap of each submission in seconds")
     p.add_argument("--disk", type=int, metavar="MB", help="size of each sandbox's writable folders (tmpfs) and files")
+    p.add_argument("--wait", type=int, default=0, metavar="S",
+                   help="wait up to S seconds for another grade on the same --work folder (default: stop at once)")
     p.add_argument("--keep", action="store_true", help="keep each submission's workspace (WORK/runs/STUDENT)")
     args = parser.parse_args(argv)
     if args.cmd == "release":
@@ -49,10 +51,13 @@ def main(argv=None):
                                sandbox="none" if args.no_sandbox else args.sandbox, jobs=args.jobs,
                                memory_mb=args.memory, processes=args.processes, wall_s=args.wall, disk_mb=args.disk,
                                progress=True,
-                               log=None, keep=args.keep)
+                               log=None, keep=args.keep, wait=args.wait)
     except Unavailable as err:
         print(f"grading refused: {err}", file=sys.stderr)
         return 2
+    except Busy as err:
+        print(f"grading stopped: {err}", file=sys.stderr)
+        return 3
     print(summary_table(results))
     graded = sum(r.status == "graded" for r in results)
     out = pathlib.Path(args.out) if args.out else ROOT / "grading-work" / args.name / "results"

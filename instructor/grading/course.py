@@ -40,7 +40,11 @@ def _last_error(proc):
 
 
 def _sha(path):
-    return hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(2**20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _source_notebooks(name, root):

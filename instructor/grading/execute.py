@@ -1,6 +1,7 @@
 """Execute one submission: a fresh workspace, nbgrader's autograde in it, the student's kernel sandboxed.
 
-The workspace (``WORK/runs/<student>/``) holds only what executing the notebook needs: nbgrader's
+The workspace (``WORK/runs/<student>/``; what every run shares is in ``WORK/runs/_shared/``) holds only
+what executing the notebook needs: nbgrader's
 configuration, a gradebook made for this run (the course's assignment, no students) and the prepared
 notebook in ``submitted/``. No solution notebook, no course gradebook, no other student's file. nbgrader
 runs there as the grading process; the kernel it starts is the sandbox's (see ``sandbox.py``), which
@@ -13,6 +14,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import shlex
 import shutil
 import signal
 import subprocess
@@ -22,8 +24,12 @@ import time
 
 from . import sandbox as sb
 from .course import ROOT, _env, _last_error
+from .sanitize import sanitize_notebook
 
 KERNEL = "grading-kernel"
+# The entry of WORK/runs/ shared by every run (the utils copy, the template gradebook): its name starts
+# with "_", which no student id does (collect.student_id), so no workspace WORK/runs/ID can be it.
+SHARED = sb.SHARED
 
 
 @dataclasses.dataclass
@@ -43,6 +49,7 @@ class Run:
     error: str = ""
     adjustments: list = dataclasses.field(default_factory=list)
     seconds: float = 0.0
+    notes: list = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -76,7 +83,7 @@ def make_template(course, name):
     from nbgrader.api import Gradebook
 
     course = pathlib.Path(course)
-    template = course / "runs" / "template-gradebook.db"
+    template = course / "runs" / SHARED / "template-gradebook.db"
     template.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(course / "gradebook.db", template)
     with Gradebook(f"sqlite:///{template}") as gb:
@@ -93,7 +100,7 @@ def copy_utils(course, root):
     grading code), read-only in the sandbox at /course/utils."""
     src = pathlib.Path(root) / "utils"
     src = src if src.is_dir() else ROOT / "utils"
-    dest = pathlib.Path(course) / "runs" / "lib" / "utils"
+    dest = pathlib.Path(course) / "runs" / SHARED / "utils"
     if dest.exists():
         shutil.rmtree(dest)
     shutil.copytree(src, dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
@@ -138,13 +145,18 @@ def execute(name, student, nb, nb_name, *, course, template, kind, limits, timeo
     config = ws / "sandbox.json"
     config.write_text(json.dumps({"limits": dataclasses.asdict(limits),
                                   "submission": str(ws / "sandbox" / "submission"), "runtime": str(runtime),
-                                  "utils": str(pathlib.Path(course) / "runs" / "lib" / "utils")}))
+                                  "utils": str(pathlib.Path(course) / "runs" / SHARED / "utils")}))
     _write_kernelspec(ws, kind, config, root)
     # the connection file (and, with ipc, its sockets) in the run's own folder, never in /tmp itself
     extra = [f"\nc.Execute.kernel_name = {KERNEL!r}\n",
              f"c.KernelManager.connection_file = {str(runtime / 'kernel.json')!r}\n"]
     if kind != "none":
         extra.append('c.KernelManager.transport = "ipc"  # no network in the sandbox: unix sockets\n')
+    # outputs capped as they arrive (outputs.CappedExecute, in place of nbgrader's Execute)
+    extra.append("from instructor.grading.outputs import autograde_preprocessors as _capped\n"
+                 "c.Autograde.autograde_preprocessors = _capped()\n"
+                 f"c.CappedExecute.cell_bytes = {int(limits.output_cell_kb) * 1024}\n"
+                 f"c.CappedExecute.notebook_bytes = {int(limits.output_notebook_kb) * 1024}\n")
     if timeout:
         extra.append(f"c.Execute.timeout = {int(timeout)}\nc.ExecutePreprocessor.timeout = {int(timeout)}\n")
     with open(nbg / "nbgrader_config.py", "a") as f:
@@ -154,10 +166,11 @@ def execute(name, student, nb, nb_name, *, course, template, kind, limits, timeo
                 "JUPYTER_CONFIG_DIR": str(ws / "jupyter-config"), "JUPYTER_DATA_DIR": str(ws / "jupyter-data"),
                 "JUPYTER_PLATFORM_DIRS": "1" if os.environ.get("JUPYTER_PLATFORM_DIRS") else "0"})
     cmd = [sys.executable, "-m", "nbgrader", "autograde", name, "--student", student, "--force", "--create"]
+    argv, group = _confined(cmd, student, runtime, kind, limits)
     # nbgrader's output goes to files, not pipes: the kernel inherits them, and an unsandboxed process
     # that outlives it (--no-sandbox) would hold a pipe open and make the grading wait for it
     with open(ws / "nbgrader.out", "w+") as fout, open(ws / "nbgrader.err", "w+") as ferr:
-        proc = subprocess.Popen(cmd, cwd=nbg, env=env, stdin=subprocess.DEVNULL, stdout=fout, stderr=ferr,
+        proc = subprocess.Popen(argv, cwd=nbg, env=env, stdin=subprocess.DEVNULL, stdout=fout, stderr=ferr,
                                 start_new_session=True)
         note = ""
         try:
@@ -166,6 +179,12 @@ def execute(name, student, nb, nb_name, *, course, template, kind, limits, timeo
             os.killpg(proc.pid, signal.SIGKILL)  # nbgrader, and with it (--die-with-parent) the sandbox
             proc.wait()
             note = f"\n[ERROR] the submission ran past the wall-time cap ({limits.wall_s} s)"
+        finally:
+            if group is not None:
+                oom = group.oom_killed()
+                group.remove()  # whatever is left of it, setsid() or not
+                if oom:
+                    note += f"\n[ERROR] the submission went over its memory cap ({_group_memory(limits)} MB)"
         out, err = (_tail(f) for f in (fout, ferr))
         err += note
     shutil.rmtree(runtime, ignore_errors=True)
@@ -177,11 +196,17 @@ def execute(name, student, nb, nb_name, *, course, template, kind, limits, timeo
         if "Kernel died" in (err or "") or "DeadKernel" in (err or ""):
             reason = ("the notebook's kernel died while it ran: a cell ended or crashed the Python process; "
                       "grade it by hand or ask for a resubmission")
+        elif "over its memory cap" in (err or ""):
+            reason = (f"nbgrader and the notebook's kernel together went over the memory cap of "
+                      f"{_group_memory(limits)} MB")
         elif "wall-time cap" in (err or ""):
             reason = f"the whole notebook ran past the wall-time cap of {limits.wall_s} s"
         run.error = reason
         run.grades = {}
     else:
+        # what formgrader renders holds no HTML or JavaScript (sanitize.sanitize_notebook)
+        executed = nbformat.read(str(autograded), as_version=4)
+        nbformat.write(sanitize_notebook(executed), str(autograded))
         run.timed_out = _timed_out(autograded)
         # keep nbgrader's layout in the course folder (formgrader reads it)
         for sub in ("submitted", "autograded"):
@@ -193,6 +218,40 @@ def execute(name, student, nb, nb_name, *, course, template, kind, limits, timeo
     run.workspace = ws
     run.seconds = time.perf_counter() - start
     return run
+
+
+def _group_memory(limits):
+    return int(limits.memory_mb) + 1024  # the kernel's address space, and nbgrader's own
+
+
+def _confined(cmd, student, runtime, kind, limits):
+    """nbgrader's command line, confined: (argv, cgroup.Group or None).
+
+    - it dies with the grading process, SIGKILL included (``setpriv --pdeathsig KILL``; the sandbox
+      dies with nbgrader: ``--die-with-parent``);
+    - sandboxed: in a cgroup of its own (``cgroup.Group``: CPU quota, memory, tasks) where the machine
+      allows one, and, as root, in a mount namespace of its own where the folder of the kernel's
+      connection file and sockets (``runtime``) is a tmpfs of 1 MB and 64 files: what the kernel writes
+      there never reaches the disk.
+    """
+    import shutil as _sh
+
+    from . import cgroup
+
+    argv, group = list(cmd), None
+    if kind != "none":
+        if os.geteuid() == 0 and _sh.which("unshare"):
+            mount = (f"mount -t tmpfs -o size=1m,nr_inodes=64,mode=0700 grade-ipc {shlex.quote(str(runtime))} "
+                     '|| exit 125; exec "$@"')
+            argv = ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", mount, "ipc", *argv]
+        if limits.cpus and cgroup.find()[0]:
+            # a name of its own per run: two runs of one student (the service) never share or kill a group
+            group = cgroup.Group(f"{student}-{os.urandom(4).hex()}", cpus=limits.cpus, memory_mb=_group_memory(limits),
+                                 pids=int(limits.processes) + 128)
+            argv = group.wrap(argv)
+    if _sh.which("setpriv"):
+        argv = ["setpriv", "--pdeathsig", "KILL", "--", *argv]
+    return argv, group
 
 
 def check_workspace(run, nb):

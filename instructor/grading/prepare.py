@@ -3,6 +3,8 @@
 import json
 import pathlib
 
+from .sanitize import sanitize_notebook
+
 
 def _grade_ids(nb):
     return [c.get("metadata", {}).get("nbgrader", {}).get("grade_id") for c in nb.get("cells", [])]
@@ -76,6 +78,13 @@ def prepare(path, release_nb, name):
             notes.append(f"duplicated cell {gid} ignored")
         elif gid:
             seen.add(gid)
+    # the student's own outputs are not graded (nbgrader clears them) and may hold HTML or JavaScript;
+    # markdown answers keep their text with raw HTML escaped (sanitize.sanitize_notebook)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
+    sanitize_notebook(nb)
     nbformat.validate(nb)
     return nb, notes
 

@@ -16,6 +16,8 @@ import pathlib
 import re
 import warnings
 
+from .sanitize import CUT, hidden_lines, image_data, redact
+
 
 @dataclasses.dataclass
 class Adjustment:
@@ -125,25 +127,65 @@ def _text(x):
     return "".join(x) if isinstance(x, list) else str(x or "")
 
 
-def _outputs(cell, *, test):
+MAX_SHOWN = 100_000  # characters of one output shown in the feedback
+_ENAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,79}")
+
+
+def _shown(text, hidden):
+    """An output's text as the feedback shows it: no ANSI codes, no hidden line, at most MAX_SHOWN
+    characters (with a line saying so), escaped."""
+    text = redact(_ANSI.sub("", text), hidden)
+    cut = ""
+    if len(text) > MAX_SHOWN:
+        cut = f"\n[output cut: {len(text) - MAX_SHOWN} more characters not shown]"
+        text = text[:MAX_SHOWN]
+    return f"<pre class='out'>{html.escape(text + cut)}</pre>"
+
+
+def _verdict(cell, hidden):
+    """What a test cell's outputs may show: the error's type and the check's message (never its streams,
+    displays or traceback: the student's code ran inside it and could print the hidden tests)."""
+    parts = []
+    for o in cell.get("outputs", []):
+        if o.get("output_type") == "error":
+            ename = str(o.get("ename", ""))
+            ename = ename if _ENAME.fullmatch(ename) else "Error"
+            evalue = _ANSI.sub("", str(o.get("evalue", "")))
+            if redact(evalue, hidden) != evalue:
+                evalue = "(message not shown: it quotes the hidden tests)"
+            if len(evalue) > 1000:
+                evalue = evalue[:1000] + " [...]"
+            parts.append(f"<pre class='out'>{html.escape(f'{ename}: {evalue}'.rstrip(': '))}</pre>")
+    if any(CUT in _text(o.get("text", "")) for o in cell.get("outputs", [])):
+        parts.append(f"<p>{html.escape(CUT_LINE)}</p>")
+    return "".join(parts)
+
+
+# no script, frame, form or request of any kind, should anything ever get past the escaping
+CSP = ("<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; img-src data:; "
+       "style-src 'unsafe-inline'; form-action 'none'; base-uri 'none'\">")
+CUT_LINE = "This cell's output went over the grading cap and was cut (the rest was not kept)."
+
+
+def _outputs(cell, *, test, hidden=()):
+    if test:
+        return _verdict(cell, hidden)
     parts = []
     for o in cell.get("outputs", []):
         kind = o.get("output_type")
         if kind == "stream":
-            parts.append(f"<pre class='out'>{html.escape(_ANSI.sub('', _text(o.get('text'))))}</pre>")
+            parts.append(_shown(_text(o.get("text")), hidden))
         elif kind in ("execute_result", "display_data"):
             data = o.get("data", {})
-            if "image/png" in data and not test:
-                png = _text(data["image/png"]).replace("\n", "")
-                parts.append(f"<img src='data:image/png;base64,{png}'>")
+            image = next(((m, image_data(m, data[m])) for m in ("image/png", "image/jpeg")
+                          if m in data and image_data(m, data[m])), None)
+            if image:
+                parts.append(f"<img alt='output' src='data:{image[0]};base64,{html.escape(image[1])}'>")
             elif "text/plain" in data:
-                parts.append(f"<pre class='out'>{html.escape(_ANSI.sub('', _text(data['text/plain'])))}</pre>")
+                parts.append(_shown(_text(data["text/plain"]), hidden))
         elif kind == "error":
-            # a test cell's traceback would quote its hidden lines: only the error's name and message
             msg = f"{o.get('ename', 'Error')}: {o.get('evalue', '')}".rstrip(": ")
-            if not test:
-                msg = _ANSI.sub("", "\n".join(o.get("traceback", []))) or msg
-            parts.append(f"<pre class='out'>{html.escape(msg)}</pre>")
+            parts.append(_shown("\n".join(map(str, o.get("traceback", []))) or msg, hidden))
     return "".join(parts)
 
 
@@ -153,6 +195,8 @@ def feedback_html(autograded, release, result, title):
     import nbformat
 
     nb = nbformat.read(str(autograded), as_version=4)
+    # every hidden line of every test (the autograded notebook holds them): never shown, wherever printed
+    hidden = [line for c in nb.cells for line in hidden_lines(c.source if c.cell_type == "code" else "")]
     visible = {c.metadata.get("nbgrader", {}).get("grade_id"): c.source for c in release.cells}
     body = [f"<h1>{html.escape(title)}: {html.escape(result.student)}</h1>",
             f"<p class='score'>Score: {result.score:g} / {result.max_score:g} "
@@ -162,7 +206,7 @@ def feedback_html(autograded, release, result, title):
         gid = meta.get("grade_id")
         is_test = bool(meta.get("grade")) and not meta.get("solution") and cell.cell_type == "code"
         if cell.cell_type == "markdown":
-            body.append(f"<pre>{html.escape(cell.source)}</pre>")
+            body.append(f"<pre>{html.escape(redact(cell.source, hidden))}</pre>")
             if meta.get("grade") and gid in result.cells:
                 c = result.cells[gid]
                 body.append(f"<p class='score'>{html.escape(gid)}: {c['score']:g} / {c['max_score']:g}"
@@ -178,10 +222,11 @@ def feedback_html(autograded, release, result, title):
             body.append(f"<div class='test {'ok' if ok else 'bad'}'><p class='score'>Test {html.escape(gid)}: "
                         f"{c['score']:g} / {c['max_score']:g}</p>"
                         + (f"<p>{html.escape(why)}</p>" if why else "")
-                        + f"<pre>{html.escape(source)}</pre>{_outputs(cell, test=True)}</div>")
+                        + f"<pre>{html.escape(source)}</pre>{_outputs(cell, test=True, hidden=hidden)}</div>")
         else:
-            body.append(f"<pre>{html.escape(cell.source)}</pre>{_outputs(cell, test=False)}")
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            body.append(f"<pre>{html.escape(redact(cell.source, hidden))}</pre>"
+                        f"{_outputs(cell, test=False, hidden=hidden)}")
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'>{CSP}<title>{html.escape(title)}</title>"
             f"<style>{CSS}</style></head><body>{''.join(body)}</body></html>")
 
 

@@ -51,6 +51,7 @@ ETC = ["ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "nsswitch.conf"
 PASS_ENV = ["NBGRADER_EXECUTION", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "PYTHONWARNINGS", "PYTHONHASHSEED", "LANG",
             "LC_ALL", "MPLBACKEND", "CUDA_VISIBLE_DEVICES"]
 UID_BASE = 100000
+SHARED = "_shared"  # WORK/runs/_shared/utils: see execute.SHARED
 _RUNS = itertools.count()
 IN = "/.submission-in"
 # Files a notebook writes in its folder that the grader keeps (in WORKSPACE/sandbox/, next to the copy):
@@ -73,6 +74,9 @@ class Limits:
     processes: int = 128
     wall_s: int = 900
     disk_mb: int = 512
+    output_cell_kb: int = 1024  # outputs nbgrader keeps per cell (outputs.CappedExecute)
+    output_notebook_kb: int = 8192  # ... and per notebook
+    cpus: float = 0.0  # CPU quota of each submission's cgroup (0: no cgroup; grade_folder: cores / jobs)
 
 
 class Unavailable(RuntimeError):
@@ -219,7 +223,7 @@ def run_sandboxed(argv, workspace, limits=None, *, timeout=None, input=None, uti
       so it reports on stdout (e.g. one JSON line)
     - limits: ``Limits`` (memory, processes, disk; ``wall_s`` is the timeout unless ``timeout`` is given)
     - input: text for its stdin; utils: the folder bound read-only at /course/utils and on PYTHONPATH
-      (default: ``lib/utils`` in the workspace or a folder above it, made by ``execute.copy_utils``;
+      (default: ``_shared/utils`` in the workspace or a folder above it, made by ``execute.copy_utils``;
       else the course's own ``utils``)
     - kind: "bwrap", or "none" to run it unsandboxed in the workspace (``--no-sandbox``: no caps but
       the timeout)
@@ -277,8 +281,8 @@ def _kill_group(proc):
 
 def _lib_for(workspace):
     for parent in [workspace, *workspace.parents]:
-        if (parent / "lib" / "utils").is_dir():
-            return parent / "lib" / "utils"
+        if (parent / SHARED / "utils").is_dir():
+            return parent / SHARED / "utils"
     return None
 
 
