@@ -129,7 +129,11 @@ def test_cells_and_points_table_agree(source):
     written = {_meta(c)["grade_id"]: _meta(c)["points"] for c in source.cells
                if c.cell_type == "markdown" and _meta(c).get("grade")}
     assert written == WRITTEN
-    ids = [_meta(c).get("grade_id") for c in source.cells]
+    # The closing "Submit" cells are plain cells (no nbgrader metadata): the student edits that code cell
+    # (SUBMIT = True), which a locked cell would forbid where nbgrader's extension enforces read-only cells.
+    cells = source.cells[:-2] if source.cells[-2].source.startswith("## Submit") else source.cells
+    assert all(not _meta(c) for c in source.cells[len(cells):])
+    ids = [_meta(c).get("grade_id") for c in cells]
     assert all(ids) and len(ids) == len(set(ids)), "every cell needs a unique grade_id"
     table = re.findall(r"^\| (\d+) \|.*\| (\d+) \|$", source.cells[0].source, flags=re.M)
     assert [int(p) for _, p in table] == list(POINTS.values()) + [sum(WRITTEN.values())]
