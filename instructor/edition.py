@@ -52,9 +52,12 @@ Open `assignments/<name>/<name>.ipynb`, fill the cells that say `YOUR CODE HERE`
 and run the test cell under each part: it compares your code with PyTorch's own module and says where
 your answer differs. The test of a part built on an earlier one runs PyTorch's own version of the
 earlier part (`utils/torch_parts.py`), so a mistake costs only its own part; those stand-ins are not an
-answer (the check of each part refuses its own stand-in, and so does the grader). Submit the notebook
-file (Colab: File > Download > Download .ipynb). Hidden tests on other shapes and cases are added when
-it is graded, and the written answers are graded by hand.
+answer (the check of each part refuses its own stand-in, and so does the grader). Submit from the
+notebook's last cell: set `SUBMIT = True` and run it; it asks for the token your instructor gave you
+(never stored in the file), sends the notebook (in Colab, the open notebook itself) and prints each
+part's score once it is graded. If your course collects files instead, hand in the notebook file
+(Colab: File > Download > Download .ipynb). Hidden tests on other shapes and cases are added when it
+is graded, and the written answers are graded by hand.
 """
 
 
