@@ -64,18 +64,11 @@ def _folder_name(student):
 
 
 def _errors(autograded):
-    """grade_id -> "Name: message" of each test cell's error (never its traceback: it would quote hidden lines)."""
-    import nbformat
-
-    found = {}
+    """grade_id -> what each failing test cell may show (the feedback's rule: error type and the check's
+    message, never streams or traceback, a message quoting a hidden test withheld)."""
     if not autograded or not pathlib.Path(autograded).exists():
-        return found
-    for cell in nbformat.read(str(autograded), as_version=4).cells:
-        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
-        for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
-            if out.get("output_type") == "error":
-                found[gid] = f"{out.get('ename', 'Error')}: {out.get('evalue', '')}".rstrip(": ")[:300]
-    return found
+        return {}
+    return {gid: text[:300] for gid, text in grading.report.failure_reasons(autograded).items()}
 
 
 def grade(name, path, out, *, student="student", jobs=1):

@@ -493,3 +493,23 @@ def test_pages_in_headless_chromium(tmp_path):
             browser.close()
     assert not any("pwned" in line for line in console), console
     assert not any(token in req for req in requests for token in tok.values())  # tokens never in a URL
+
+
+def test_part_reasons_never_quote_a_hidden_test(tmp_path):
+    """The API's per-part reason follows the feedback's rule: the error's type and message, withheld when
+    the student's code put a hidden test's line into it (here: an answer that raises with its caller's source)."""
+    secret = "assert_close(lstm_cell_forward(x_hidden, h, c, *weights)[0], expected_hidden)"
+    test_cell = nbformat.v4.new_code_cell(
+        f"### BEGIN HIDDEN TESTS\n{secret}\n### END HIDDEN TESTS",
+        metadata={"nbgrader": {"grade": True, "grade_id": "test_leak", "points": 1}})
+    test_cell.outputs = [nbformat.v4.new_output("error", ename="ValueError", evalue=f"caller: {secret}",
+                                                traceback=[secret])]
+    honest = nbformat.v4.new_code_cell("check()", metadata={"nbgrader": {"grade": True, "grade_id": "test_ok",
+                                                                            "points": 1}})
+    honest.outputs = [nbformat.v4.new_output("error", ename="CheckError", evalue="h_next differs at [batch 0]",
+                                             traceback=["..."])]
+    path = tmp_path / "lstm.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[test_cell, honest]), str(path))
+    reasons = grader._errors(path)
+    assert reasons == {"test_leak": "ValueError: (message not shown: it quotes the hidden tests)",
+                       "test_ok": "CheckError: h_next differs at [batch 0]"}

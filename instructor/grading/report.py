@@ -16,6 +16,8 @@ import pathlib
 import re
 import warnings
 
+import nbformat
+
 from .sanitize import CUT, hidden_lines, image_data, redact
 
 
@@ -142,10 +144,16 @@ def _shown(text, hidden):
     return f"<pre class='out'>{html.escape(text + cut)}</pre>"
 
 
-def _verdict(cell, hidden):
-    """What a test cell's outputs may show: the error's type and the check's message (never its streams,
-    displays or traceback: the student's code ran inside it and could print the hidden tests)."""
-    parts = []
+def _hidden(nb):
+    """Every hidden line of every test (the autograded notebook holds them): never shown, wherever printed."""
+    return [line for c in nb.cells for line in hidden_lines(c.source if c.cell_type == "code" else "")]
+
+
+def shown_messages(cell, hidden):
+    """Plain text a test cell may show: the error's type and the check's message for each error it raised
+    (never its streams, displays or traceback: the student's code ran inside it and could print the
+    hidden tests); a message that quotes a hidden line is withheld."""
+    messages = []
     for o in cell.get("outputs", []):
         if o.get("output_type") == "error":
             ename = str(o.get("ename", ""))
@@ -155,7 +163,27 @@ def _verdict(cell, hidden):
                 evalue = "(message not shown: it quotes the hidden tests)"
             if len(evalue) > 1000:
                 evalue = evalue[:1000] + " [...]"
-            parts.append(f"<pre class='out'>{html.escape(f'{ename}: {evalue}'.rstrip(': '))}</pre>")
+            messages.append(f"{ename}: {evalue}".rstrip(": "))
+    return messages
+
+
+def failure_reasons(autograded):
+    """grade_id -> what each failing test cell of the autograded notebook may show (see shown_messages),
+    for every test cell that raised. The hidden lines are read from the same notebook."""
+    nb = nbformat.read(str(autograded), as_version=4)
+    hidden = _hidden(nb)
+    reasons = {}
+    for cell in nb.cells:
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        messages = shown_messages(cell, hidden) if cell.cell_type == "code" else []
+        if gid and messages:
+            reasons[gid] = "; ".join(messages)
+    return reasons
+
+
+def _verdict(cell, hidden):
+    """A test cell's outputs as the feedback shows them (shown_messages, escaped)."""
+    parts = [f"<pre class='out'>{html.escape(m)}</pre>" for m in shown_messages(cell, hidden)]
     if any(CUT in _text(o.get("text", "")) for o in cell.get("outputs", [])):
         parts.append(f"<p>{html.escape(CUT_LINE)}</p>")
     return "".join(parts)
@@ -192,11 +220,8 @@ def _outputs(cell, *, test, hidden=()):
 def feedback_html(autograded, release, result, title):
     """The student's feedback: their cells with outputs, and for each test its score and message, with
     the test's visible source from the student version (never the hidden tests' source or traceback)."""
-    import nbformat
-
     nb = nbformat.read(str(autograded), as_version=4)
-    # every hidden line of every test (the autograded notebook holds them): never shown, wherever printed
-    hidden = [line for c in nb.cells for line in hidden_lines(c.source if c.cell_type == "code" else "")]
+    hidden = _hidden(nb)
     visible = {c.metadata.get("nbgrader", {}).get("grade_id"): c.source for c in release.cells}
     body = [f"<h1>{html.escape(title)}: {html.escape(result.student)}</h1>",
             f"<p class='score'>Score: {result.score:g} / {result.max_score:g} "
